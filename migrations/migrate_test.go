@@ -1,0 +1,93 @@
+package migrations_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/stepevents/stepevents/migrations"
+	"github.com/stepevents/stepevents/test/testdb"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+func countObjects(t *testing.T, pool *pgxpool.Pool) (schemas int) {
+	t.Helper()
+	err := pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM pg_namespace WHERE nspname IN ('stepevents', 'pgmq')`).Scan(&schemas)
+	require.NoError(t, err)
+	return schemas
+}
+
+func TestUpDownUp(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, testdb.NewEmptyURL(t))
+	require.NoError(t, err)
+	defer pool.Close()
+
+	m, err := migrations.New(pool, nil)
+	require.NoError(t, err)
+	defer m.Close()
+
+	require.NoError(t, m.Up(ctx))
+	require.Equal(t, 2, countObjects(t, pool))
+	st, err := m.Status(ctx)
+	require.NoError(t, err)
+	for _, s := range st {
+		require.True(t, s.Applied, "migration %d applied", s.Version)
+	}
+
+	// A namespace queue created by applying a template must not stop the
+	// compatible pgmq schema from being removed on the way down.
+	_, err = pool.Exec(ctx, `SELECT pgmq.create('orders_domain_events')`)
+	require.NoError(t, err)
+
+	require.NoError(t, m.DownTo(ctx, 0))
+	require.Equal(t, 0, countObjects(t, pool))
+	var table string
+	require.NoError(t, pool.QueryRow(ctx, `SELECT coalesce(to_regclass('public.`+migrations.VersionTable+`')::text, '')`).Scan(&table))
+	require.NotEmpty(t, table, "stepevents keeps its own version table")
+
+	require.NoError(t, m.Up(ctx))
+	require.Equal(t, 2, countObjects(t, pool))
+}
+
+// A host application's goose table is untouched by stepevents' migrations.
+func TestOwnVersionTable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, testdb.NewEmptyURL(t))
+	require.NoError(t, err)
+	defer pool.Close()
+	_, err = pool.Exec(ctx, `CREATE TABLE goose_db_version (id serial, version_id bigint, is_applied bool, tstamp timestamp);
+		INSERT INTO goose_db_version (version_id, is_applied) VALUES (42, true)`)
+	require.NoError(t, err)
+	require.NoError(t, migrations.Migrate(ctx, pool))
+	var n int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM goose_db_version`).Scan(&n))
+	require.Equal(t, 1, n)
+}
+
+// A pgmq schema that already exists (the extension, or pgmq's SQL install)
+// is used as it is, and left alone on the way down.
+func TestExistingPgmqKept(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, testdb.NewEmptyURL(t))
+	require.NoError(t, err)
+	defer pool.Close()
+	_, err = pool.Exec(ctx, `CREATE SCHEMA pgmq; CREATE TABLE pgmq.meta (queue_name varchar UNIQUE NOT NULL)`)
+	require.NoError(t, err)
+	m, err := migrations.New(pool, nil)
+	require.NoError(t, err)
+	defer m.Close()
+	require.NoError(t, m.UpTo(ctx, migrations.PgmqVersion))
+	var comment *string
+	require.NoError(t, pool.QueryRow(ctx, `SELECT obj_description('pgmq'::regnamespace, 'pg_namespace')`).Scan(&comment))
+	require.Nil(t, comment, "the existing schema was not replaced")
+	require.NoError(t, m.DownTo(ctx, 0))
+	require.Equal(t, 1, countObjects(t, pool), "a foreign pgmq schema survives migrate down")
+}
