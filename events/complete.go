@@ -1,0 +1,166 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stepevents/stepevents/db"
+	"github.com/stepevents/stepevents/events/template"
+)
+
+// MaxResultBytes bounds a step result or error document.
+const MaxResultBytes = 1 << 20
+
+// Failure describes a failed attempt.
+type Failure struct {
+	Message string
+	Type    string
+	Code    string
+	// Permanent forbids a retry whatever attempts remain.
+	Permanent bool
+	// RetryAfter, when > 0, replaces the step's backoff (capped at its max_backoff_ms).
+	RetryAfter time.Duration
+}
+
+// PublishedEvent is one event a completion routed.
+type PublishedEvent struct {
+	EventID   uuid.UUID
+	Name      string
+	Mode      template.DeliveryMode
+	Publisher string
+	// Queue and MsgID are set for durable and broadcast events.
+	Queue string
+	MsgID int64
+	// ByReference is true when the fast copy was too big for NOTIFY and
+	// travels as a reference to stepevents.fast_event_stash.
+	ByReference bool
+}
+
+// SkippedEvent is a declaration that produced no event.
+type SkippedEvent struct {
+	Name      string
+	Publisher string
+	Reason    string // one of the Skip… constants
+	Detail    string
+}
+
+// Completion is what recording a step result did.
+type Completion struct {
+	Step        Step
+	Succeeded   bool
+	IsRetryable *bool
+	Published   []PublishedEvent
+	Skipped     []SkippedEvent
+	// Errors are routing problems that did not stop the step result from
+	// being recorded (a publisher error, an invalid emitted event).
+	Errors []error
+
+	fast []fastItem // after-commit fast copies not yet released
+}
+
+// fastBatch gathers the fast copies of every completion in one InTx call.
+type fastBatch struct{ items []fastItem }
+
+func (b *fastBatch) take() []fastItem { it := b.items; b.items = nil; return it }
+
+// CompleteStepTx records a step's success with result (JSON) and publishes
+// its declared events, all in tx. Two round trips: one to record the result
+// and learn which declarations fire, one to send the events (none when
+// nothing fires). After-commit fast events are released by InTx, or by
+// ReleaseFast once the caller has committed tx.
+func (c *Client) CompleteStepTx(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, result json.RawMessage) (*Completion, error) {
+	if err := checkDocument(result, "result"); err != nil {
+		return nil, fmt.Errorf("error completing step %s: %w", stepUUID, err)
+	}
+	return c.record(ctx, tx, stepUUID, db.RecordStepResultParams{StepUuid: stepUUID, Succeeded: true, Result: result})
+}
+
+// FailStepTx records a failed attempt and publishes the declared events in
+// tx. The state machine decides whether the step will retry: the template's
+// retryable flag, f.Permanent and the attempts left; retryable_failure and
+// permanent_failure follow that decision. Round trips as CompleteStepTx.
+func (c *Client) FailStepTx(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, f Failure) (*Completion, error) {
+	errDoc, err := json.Marshal(map[string]any{"message": f.Message, "type": f.Type, "code": f.Code, "permanent": f.Permanent})
+	if err != nil {
+		return nil, fmt.Errorf("error encoding failure of step %s: %w", stepUUID, err)
+	}
+	if err := checkDocument(errDoc, "error"); err != nil {
+		return nil, fmt.Errorf("error failing step %s: %w", stepUUID, err)
+	}
+	p := db.RecordStepResultParams{StepUuid: stepUUID, Succeeded: false, Error: errDoc, Permanent: f.Permanent}
+	if f.RetryAfter > 0 {
+		s := f.RetryAfter.Seconds()
+		p.RetryAfterSeconds = &s
+	}
+	comp, err := c.record(ctx, tx, stepUUID, p)
+	return comp, err
+}
+
+// CompleteStep is CompleteStepTx in its own transaction; fast events are
+// released after commit.
+func (c *Client) CompleteStep(ctx context.Context, stepUUID uuid.UUID, result json.RawMessage) (*Completion, error) {
+	var comp *Completion
+	err := c.InTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		var err error
+		comp, err = c.CompleteStepTx(ctx, tx, stepUUID, result)
+		return err
+	})
+	return comp, err
+}
+
+// FailStep is FailStepTx in its own transaction; fast events are released
+// after commit.
+func (c *Client) FailStep(ctx context.Context, stepUUID uuid.UUID, f Failure) (*Completion, error) {
+	var comp *Completion
+	err := c.InTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		var err error
+		comp, err = c.FailStepTx(ctx, tx, stepUUID, f)
+		return err
+	})
+	return comp, err
+}
+
+// ReleaseFast sends the after-commit fast events of completions whose
+// transaction the caller has committed. Call it only after commit: a
+// rolled-back completion's events must not be released. Releasing twice
+// sends nothing the second time. It does not wait for delivery.
+func (c *Client) ReleaseFast(completions ...*Completion) {
+	var items []fastItem
+	for _, comp := range completions {
+		if comp != nil {
+			items = append(items, comp.fast...)
+			comp.fast = nil
+		}
+	}
+	c.release(items)
+}
+
+func (c *Client) release(items []fastItem) { c.notifier.enqueue(items) }
+
+// checkDocument refuses what jsonb would refuse, before it reaches the
+// database, with a message that says what is wrong.
+func checkDocument(doc json.RawMessage, what string) error {
+	if len(doc) == 0 {
+		return nil
+	}
+	if len(doc) > MaxResultBytes {
+		return fmt.Errorf("%s is %d bytes, over the %d-byte limit: %w", what, len(doc), MaxResultBytes, ErrInvalidInput)
+	}
+	if !utf8.Valid(doc) {
+		return fmt.Errorf("%s is not valid UTF-8: %w", what, ErrInvalidInput)
+	}
+	if !json.Valid(doc) {
+		return fmt.Errorf("%s is not valid JSON: %w", what, ErrInvalidInput)
+	}
+	if strings.Contains(string(doc), `\u0000`) {
+		return fmt.Errorf("%s contains \\u0000, which PostgreSQL jsonb cannot store: %w", what, ErrInvalidInput)
+	}
+	return nil
+}

@@ -1,0 +1,160 @@
+package events
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/google/uuid"
+)
+
+// MaxNotifyPayload is the largest NOTIFY payload stepevents sends, well
+// under PostgreSQL's limit of 7999 bytes.
+const MaxNotifyPayload = 7000
+
+// maxInlineEvent is the largest event carried inline in an envelope; larger
+// ones travel as a reference to stepevents.fast_event_stash.
+const maxInlineEvent = MaxNotifyPayload - 256
+
+// envelopeVersion is the wire version of fast envelopes.
+const envelopeVersion = 1
+
+// Envelope is what one NOTIFY carries: events inline and references to
+// stashed (oversized) events.
+type Envelope struct {
+	Events []json.RawMessage `json:"events,omitempty"`
+	Refs   []uuid.UUID       `json:"refs,omitempty"`
+}
+
+// wire is the NOTIFY payload: the envelope, and its HMAC when signing.
+type wire struct {
+	V   int             `json:"v"`
+	Sig string          `json:"sig,omitempty"`
+	Env json.RawMessage `json:"env"`
+}
+
+// Envelope decoding errors.
+var (
+	ErrMalformedEnvelope = errors.New("malformed fast envelope")
+	ErrUnsignedEnvelope  = errors.New("unsigned fast envelope")
+	ErrForgedEnvelope    = errors.New("fast envelope signature mismatch")
+)
+
+// signer signs and verifies envelopes with a shared HMAC-SHA256 key.
+type signer struct{ key []byte }
+
+func newSigner(key []byte) *signer { return &signer{key: bytes.Clone(key)} }
+
+func (s *signer) sign(env []byte) string {
+	m := hmac.New(sha256.New, s.key)
+	m.Write(env)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// encodeWire wraps an encoded envelope for NOTIFY.
+func encodeWire(env []byte, s *signer) (string, error) {
+	w := wire{V: envelopeVersion, Env: env}
+	if s != nil {
+		w.Sig = s.sign(env)
+	}
+	b, err := json.Marshal(w)
+	if err != nil {
+		return "", fmt.Errorf("error encoding fast envelope: %w", err)
+	}
+	return string(b), nil
+}
+
+// DecodeEnvelope checks a NOTIFY payload's shape (and signature when key is
+// set) and returns the envelope. Nothing else about the events is trusted or
+// checked here.
+func DecodeEnvelope(payload []byte, key []byte) (Envelope, error) {
+	var w wire
+	if err := json.Unmarshal(payload, &w); err != nil {
+		return Envelope{}, fmt.Errorf("%w: %v", ErrMalformedEnvelope, err)
+	}
+	if w.V != envelopeVersion || len(w.Env) == 0 {
+		return Envelope{}, fmt.Errorf("%w: version %d", ErrMalformedEnvelope, w.V)
+	}
+	if len(key) > 0 {
+		if w.Sig == "" {
+			return Envelope{}, ErrUnsignedEnvelope
+		}
+		want := newSigner(key).sign(w.Env)
+		if !hmac.Equal([]byte(want), []byte(w.Sig)) {
+			return Envelope{}, ErrForgedEnvelope
+		}
+	}
+	var env Envelope
+	if err := json.Unmarshal(w.Env, &env); err != nil {
+		return Envelope{}, fmt.Errorf("%w: %v", ErrMalformedEnvelope, err)
+	}
+	if len(env.Events) == 0 && len(env.Refs) == 0 {
+		return Envelope{}, fmt.Errorf("%w: empty", ErrMalformedEnvelope)
+	}
+	return env, nil
+}
+
+// fastItem is one fast copy waiting to be notified: inline JSON or a reference.
+type fastItem struct {
+	id     uuid.UUID
+	inline json.RawMessage // nil for a reference
+}
+
+// packEnvelopes packs items into as few NOTIFY payloads as fit MaxNotifyPayload.
+func packEnvelopes(items []fastItem, s *signer) ([]string, error) {
+	var out []string
+	var cur Envelope
+	size := 0
+	const overhead = 128 // {"v":1,"sig":"<64 hex>","env":{"events":[],"refs":[]}}
+	flush := func() error {
+		if len(cur.Events) == 0 && len(cur.Refs) == 0 {
+			return nil
+		}
+		env, err := json.Marshal(cur)
+		if err != nil {
+			return fmt.Errorf("error encoding fast envelope: %w", err)
+		}
+		w, err := encodeWire(env, s)
+		if err != nil {
+			return err
+		}
+		out = append(out, w)
+		cur, size = Envelope{}, 0
+		return nil
+	}
+	for _, it := range items {
+		n := 39 // a quoted uuid and a comma
+		if it.inline != nil {
+			n = len(it.inline) + 1
+		}
+		if size+n+overhead > MaxNotifyPayload {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+		if it.inline != nil {
+			cur.Events = append(cur.Events, it.inline)
+		} else {
+			cur.Refs = append(cur.Refs, it.id)
+		}
+		size += n
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+var channelRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+func validChannel(ch string) error {
+	if !channelRE.MatchString(ch) {
+		return fmt.Errorf("channel %q must match %s: %w", ch, channelRE, ErrInvalidInput)
+	}
+	return nil
+}

@@ -1,0 +1,73 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Sentinel errors. Errors returned by this package wrap one of these when the
+// cause is known, so callers can use errors.Is; the message says which step,
+// task or template and why.
+var (
+	// ErrNotFound: the task, step or template does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrIllegalTransition: the step's current state does not allow the change.
+	ErrIllegalTransition = errors.New("illegal step transition")
+	// ErrStepNotReady: the step cannot start yet (dependencies, backoff, attempts).
+	ErrStepNotReady = errors.New("step not ready")
+	// ErrInvalidInput: an argument was refused (bad JSON, invalid context, conflicting template).
+	ErrInvalidInput = errors.New("invalid input")
+	// ErrUnknownPublisher: a declaration names a publisher that is not registered.
+	ErrUnknownPublisher = errors.New("unknown publisher")
+	// ErrQueueMissing: the namespace's pgmq queue does not exist (apply the template first).
+	ErrQueueMissing = errors.New("queue missing")
+	// ErrClosed: the Client was closed.
+	ErrClosed = errors.New("client closed")
+)
+
+// stepevents' own SQLSTATEs, raised by its SQL functions.
+const (
+	codeNotFound          = "SE001"
+	codeIllegalTransition = "SE002"
+	codeNotReady          = "SE003"
+	codeUnknownCondition  = "SE004"
+	codeInvalid           = "SE005"
+	codeUndefinedTable    = "42P01"
+	codeInvalidText       = "22P02"
+	codeUntranslatable    = "22P05"
+	codeCheckViolation    = "23514"
+)
+
+// mapError turns database errors into the sentinels above, keeping the
+// server's message, which names the step and states. doing says what failed.
+func mapError(err error, doing string) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%s: %w", doing, ErrNotFound)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		var sentinel error
+		switch pgErr.Code {
+		case codeNotFound:
+			sentinel = ErrNotFound
+		case codeIllegalTransition:
+			sentinel = ErrIllegalTransition
+		case codeNotReady:
+			sentinel = ErrStepNotReady
+		case codeInvalid, codeUnknownCondition, codeInvalidText, codeUntranslatable, codeCheckViolation:
+			sentinel = ErrInvalidInput
+		case codeUndefinedTable:
+			sentinel = ErrQueueMissing
+		}
+		if sentinel != nil {
+			return fmt.Errorf("%s: %s: %w", doing, pgErr.Message, sentinel)
+		}
+	}
+	return fmt.Errorf("%s: %w", doing, err)
+}

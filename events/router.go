@@ -1,0 +1,346 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stepevents/stepevents/db"
+	"github.com/stepevents/stepevents/events/template"
+)
+
+// recorded is the document stepevents.record_step_result returns.
+type recorded struct {
+	Succeeded   bool  `json:"succeeded"`
+	IsRetryable *bool `json:"is_retryable"`
+	TemplateID  int64 `json:"template_id"`
+	Task        struct {
+		TaskUUID      uuid.UUID       `json:"task_uuid"`
+		Namespace     string          `json:"namespace"`
+		Context       json.RawMessage `json:"context"`
+		CorrelationID uuid.UUID       `json:"correlation_id"`
+	} `json:"task"`
+	Step struct {
+		StepUUID    uuid.UUID       `json:"workflow_step_uuid"`
+		Name        string          `json:"name"`
+		State       string          `json:"state"`
+		Attempts    int             `json:"attempts"`
+		MaxAttempts int             `json:"max_attempts"`
+		Results     json.RawMessage `json:"results"`
+		LastError   json.RawMessage `json:"last_error"`
+	} `json:"workflow_step"`
+	DependencyResults map[string]json.RawMessage `json:"dependency_results"`
+	Declarations      []struct {
+		EventName    string  `json:"event_name"`
+		Condition    string  `json:"condition"`
+		DeliveryMode string  `json:"delivery_mode"`
+		Publisher    *string `json:"publisher"`
+		Fires        bool    `json:"fires"`
+	} `json:"declarations"`
+}
+
+// sequenceDoc is the task_sequence_step part of every event.
+type sequenceDoc struct {
+	Task              json.RawMessage `json:"task"`
+	WorkflowStep      json.RawMessage `json:"workflow_step"`
+	DependencyResults json.RawMessage `json:"dependency_results"`
+}
+
+// outgoing collects what one completion sends.
+type outgoing struct {
+	messages, headers [][]byte
+	durableIdx        []int // index into Completion.Published of each message
+	fast              []fastItem
+	stashIDs          []uuid.UUID
+	stashEvents       [][]byte
+}
+
+func (c *Client) record(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, p db.RecordStepResultParams) (*Completion, error) {
+	raw, err := c.queries.RecordStepResult(ctx, tx, p)
+	if err != nil {
+		return nil, mapError(err, fmt.Sprintf("error recording result of step %s", stepUUID))
+	}
+	var rec recorded
+	var parts struct {
+		Task         json.RawMessage `json:"task"`
+		WorkflowStep json.RawMessage `json:"workflow_step"`
+		Deps         json.RawMessage `json:"dependency_results"`
+	}
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return nil, fmt.Errorf("error decoding recorded result of step %s: %w", stepUUID, err)
+	}
+	if err := json.Unmarshal(raw, &parts); err != nil {
+		return nil, fmt.Errorf("error decoding recorded result of step %s: %w", stepUUID, err)
+	}
+	seq, err := json.Marshal(sequenceDoc{Task: parts.Task, WorkflowStep: parts.WorkflowStep, DependencyResults: parts.Deps})
+	if err != nil {
+		return nil, fmt.Errorf("error encoding step context: %w", err)
+	}
+
+	sc := &StepContext{
+		TaskUUID: rec.Task.TaskUUID, StepUUID: rec.Step.StepUUID, StepName: rec.Step.Name,
+		Namespace: rec.Task.Namespace, CorrelationID: rec.Task.CorrelationID, TaskContext: rec.Task.Context,
+		Attempts: rec.Step.Attempts, MaxAttempts: rec.Step.MaxAttempts, Succeeded: rec.Succeeded,
+		IsRetryable: rec.IsRetryable, DependencyResults: rec.DependencyResults, sequence: seq,
+	}
+	if rec.Succeeded {
+		sc.Result = p.Result
+	} else {
+		var e struct{ Message, Type, Code string }
+		_ = json.Unmarshal(p.Error, &e)
+		sc.Error = &StepError{Message: e.Message, Type: e.Type, Code: e.Code, Retryable: deref(rec.IsRetryable),
+			Attempt: rec.Step.Attempts, MaxAttempts: rec.Step.MaxAttempts}
+	}
+	for _, d := range rec.Declarations {
+		sc.Declarations = append(sc.Declarations, Declaration{EventName: d.EventName,
+			Condition: template.Condition(d.Condition), DeliveryMode: template.DeliveryMode(d.DeliveryMode),
+			Publisher: deref(d.Publisher), Fires: d.Fires})
+	}
+
+	comp := &Completion{Succeeded: rec.Succeeded, IsRetryable: rec.IsRetryable}
+	if len(sc.Declarations) > 0 {
+		decls, err := c.templateDecls(ctx, tx, rec.TemplateID)
+		if err != nil {
+			return nil, err
+		}
+		var out outgoing
+		queue := sc.Namespace + "_domain_events"
+		for _, d := range sc.Declarations {
+			if err := c.route(ctx, sc, d, decls, queue, comp, &out); err != nil {
+				return nil, err
+			}
+		}
+		if err := c.emit(ctx, tx, queue, comp, &out); err != nil {
+			return nil, err
+		}
+	}
+	step, err := GetStep(ctx, tx, stepUUID)
+	if err != nil {
+		return nil, err
+	}
+	comp.Step = step
+	return comp, nil
+}
+
+// route runs one declaration through its publisher and adds what it emits
+// to out. A returned error aborts the completion (unknown publisher); other
+// problems are recorded on comp and counted.
+func (c *Client) route(ctx context.Context, sc *StepContext, d Declaration, decls *templateDecls,
+	queue string, comp *Completion, out *outgoing) error {
+	firedBy := DefaultPublisherName
+	var emits []Emit
+	if d.Publisher == "" {
+		emits = defaultPublish(sc, d)
+	} else {
+		p, ok := c.publishers[d.Publisher]
+		if !ok {
+			c.stats.routingErrors.Add(1)
+			return fmt.Errorf("step %s declares %s with publisher %q: %w", sc.StepName, d.EventName, d.Publisher,
+				ErrUnknownPublisher)
+		}
+		firedBy = d.Publisher
+		var err error
+		emits, err = p.Publish(ctx, sc, d)
+		if err != nil {
+			c.stats.routingErrors.Add(1)
+			comp.Errors = append(comp.Errors, fmt.Errorf("publisher %s failed for %s: %w", d.Publisher, d.EventName, err))
+			return nil
+		}
+	}
+	if len(emits) == 0 {
+		reason := SkipConditionNotMet
+		if d.Fires {
+			reason = SkipPublisherDeclined
+		}
+		c.stats.skip(reason)
+		comp.Skipped = append(comp.Skipped, SkippedEvent{Name: d.EventName, Publisher: firedBy, Reason: reason,
+			Detail: fmt.Sprintf("condition %s (succeeded=%t, is_retryable=%s)", d.Condition, sc.Succeeded,
+				fmtBool(sc.IsRetryable))})
+		return nil
+	}
+	for _, e := range emits {
+		if err := c.buildEvent(sc, d, e, firedBy, decls, queue, comp, out); err != nil {
+			c.stats.routingErrors.Add(1)
+			comp.Errors = append(comp.Errors, err)
+		}
+	}
+	return nil
+}
+
+func (c *Client) buildEvent(sc *StepContext, d Declaration, e Emit, firedBy string, decls *templateDecls,
+	queue string, comp *Completion, out *outgoing) error {
+	if err := template.ValidEventName(e.Name); err != nil {
+		return fmt.Errorf("publisher %s emitted an invalid event name %q: %w", firedBy, e.Name, err)
+	}
+	mode := e.Mode
+	if mode == "" {
+		mode = d.DeliveryMode
+	}
+	if !mode.Valid() {
+		return fmt.Errorf("publisher %s emitted %s with unknown delivery mode %q", firedBy, e.Name, mode)
+	}
+	payload, err := encodePayload(e.Payload)
+	if err != nil {
+		return fmt.Errorf("publisher %s emitted %s with a payload that is not JSON: %w", firedBy, e.Name, err)
+	}
+	info := decls.lookup(sc.StepName, e.Name)
+	if v := info.schema.Validate(payload); len(v) > 0 {
+		c.stats.skip(SkipInvalidPayload)
+		comp.Skipped = append(comp.Skipped, SkippedEvent{Name: e.Name, Publisher: firedBy, Reason: SkipInvalidPayload,
+			Detail: joinViolations(v)})
+		return nil
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return fmt.Errorf("error generating event id: %w", err)
+	}
+	ev := Event{
+		EventID: id, EventName: e.Name, EventVersion: EventVersion,
+		Payload: EventPayload{Payload: payload, TaskSequenceStep: sc.sequence, ExecutionResult: ExecutionResult{
+			StepUUID: sc.StepUUID, Success: sc.Succeeded, Status: status(sc.Succeeded), Result: sc.Result, Error: sc.Error}},
+		Metadata: EventMetadata{TaskUUID: sc.TaskUUID, StepUUID: sc.StepUUID, StepName: sc.StepName,
+			Namespace: sc.Namespace, CorrelationID: sc.CorrelationID, FiredAt: time.Now().UTC(), FiredBy: firedBy},
+	}
+	full, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("error encoding event %s: %w", e.Name, err)
+	}
+	pub := PublishedEvent{EventID: id, Name: e.Name, Mode: mode, Publisher: firedBy}
+	if mode == template.DeliveryFast || mode == template.DeliveryBroadcast {
+		if len(full) > maxInlineEvent {
+			out.stashIDs = append(out.stashIDs, id)
+			out.stashEvents = append(out.stashEvents, full)
+			out.fast = append(out.fast, fastItem{id: id})
+			pub.ByReference = true
+			c.stats.fastOversized.Add(1)
+		} else {
+			out.fast = append(out.fast, fastItem{id: id, inline: full})
+		}
+	}
+	if mode == template.DeliveryDurable || mode == template.DeliveryBroadcast {
+		durable := full
+		if len(info.redact) > 0 {
+			ev.Payload.Payload, err = redact(payload, info.redact)
+			if err != nil {
+				return fmt.Errorf("error redacting %s: %w", e.Name, err)
+			}
+			if durable, err = json.Marshal(ev); err != nil {
+				return fmt.Errorf("error encoding event %s: %w", e.Name, err)
+			}
+		}
+		hdr, err := json.Marshal(map[string]string{"event_name": e.Name, "event_id": id.String()})
+		if err != nil {
+			return fmt.Errorf("error encoding headers of %s: %w", e.Name, err)
+		}
+		pub.Queue = queue
+		out.messages = append(out.messages, durable)
+		out.headers = append(out.headers, hdr)
+		out.durableIdx = append(out.durableIdx, len(comp.Published))
+	}
+	comp.Published = append(comp.Published, pub)
+	return nil
+}
+
+// emit sends the completion's durable messages, stashed events and (in
+// in-transaction mode) notifications in tx, in one round trip.
+func (c *Client) emit(ctx context.Context, tx pgx.Tx, queue string, comp *Completion, out *outgoing) error {
+	var notifications []string
+	if c.mode == FastInTransaction && len(out.fast) > 0 {
+		var err error
+		if notifications, err = packEnvelopes(out.fast, c.signer); err != nil {
+			return err
+		}
+	}
+	if len(out.messages) > 0 || len(out.stashIDs) > 0 || len(notifications) > 0 {
+		ids, err := c.queries.EmitEvents(ctx, tx, db.EmitEventsParams{
+			Queue: queue, Messages: nonNil(out.messages), Headers: nonNil(out.headers), Channel: c.channel,
+			Notifications: nonNilS(notifications), StashIds: nonNilU(out.stashIDs), StashEvents: nonNil(out.stashEvents)})
+		if err != nil {
+			c.stats.routingErrors.Add(uint64(len(comp.Published)))
+			return mapError(err, fmt.Sprintf("error publishing events to %s", queue))
+		}
+		if len(ids) != len(out.durableIdx) {
+			return fmt.Errorf("pgmq returned %d ids for %d messages", len(ids), len(out.durableIdx))
+		}
+		for i, idx := range out.durableIdx {
+			comp.Published[idx].MsgID = ids[i]
+		}
+	}
+	for _, p := range comp.Published {
+		c.stats.totalRouted.Add(1)
+		switch p.Mode {
+		case template.DeliveryDurable:
+			c.stats.durableRouted.Add(1)
+		case template.DeliveryFast:
+			c.stats.fastRouted.Add(1)
+		case template.DeliveryBroadcast:
+			c.stats.broadcastRouted.Add(1)
+		}
+	}
+	if c.mode == FastInTransaction {
+		c.stats.fastNotified.Add(uint64(len(out.fast)))
+		return nil
+	}
+	comp.fast = out.fast
+	if b, ok := c.pending.Load(tx); ok {
+		b.(*fastBatch).items = append(b.(*fastBatch).items, out.fast...)
+		comp.fast = nil
+	}
+	return nil
+}
+
+func encodePayload(v any) (json.RawMessage, error) {
+	switch p := v.(type) {
+	case json.RawMessage:
+		if len(p) == 0 {
+			return json.RawMessage(`null`), nil
+		}
+		if !json.Valid(p) {
+			return nil, fmt.Errorf("invalid JSON")
+		}
+		return p, nil
+	case []byte:
+		return encodePayload(json.RawMessage(p))
+	default:
+		return json.Marshal(v)
+	}
+}
+
+func status(ok bool) string {
+	if ok {
+		return "completed"
+	}
+	return "failed"
+}
+
+func fmtBool(b *bool) string {
+	if b == nil {
+		return "null"
+	}
+	return fmt.Sprint(*b)
+}
+
+func nonNil(b [][]byte) [][]byte {
+	if b == nil {
+		return [][]byte{}
+	}
+	return b
+}
+
+func nonNilS(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func nonNilU(u []uuid.UUID) []uuid.UUID {
+	if u == nil {
+		return []uuid.UUID{}
+	}
+	return u
+}
