@@ -23,6 +23,12 @@ type StepeventsEventDeclaration struct {
 	DurableRedact []string
 }
 
+type StepeventsFastEventStash struct {
+	EventID   uuid.UUID
+	Event     []byte
+	CreatedAt time.Time
+}
+
 type StepeventsStepReadiness struct {
 	StepUuid              uuid.UUID
 	TaskUuid              uuid.UUID

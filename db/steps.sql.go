@@ -11,6 +11,79 @@ import (
 	"github.com/google/uuid"
 )
 
+const cancelStep = `-- name: CancelStep :one
+SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at FROM stepevents.cancel_step($1::uuid, $2::text)
+`
+
+type CancelStepParams struct {
+	StepUuid uuid.UUID
+	Note     string
+}
+
+func (q *Queries) CancelStep(ctx context.Context, db DBTX, arg CancelStepParams) (StepeventsWorkflowStep, error) {
+	row := db.QueryRow(ctx, cancelStep, arg.StepUuid, arg.Note)
+	var i StepeventsWorkflowStep
+	err := row.Scan(
+		&i.StepUuid,
+		&i.TaskUuid,
+		&i.Name,
+		&i.Position,
+		&i.Handler,
+		&i.Retryable,
+		&i.MaxAttempts,
+		&i.Backoff,
+		&i.BackoffBaseMs,
+		&i.MaxBackoffMs,
+		&i.TimeoutSeconds,
+		&i.Attempts,
+		&i.LastAttemptedAt,
+		&i.LastFailureAt,
+		&i.BackoffRequestSeconds,
+		&i.NextRetryAt,
+		&i.RetryBlocked,
+		&i.Results,
+		&i.LastError,
+		&i.State,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const getStep = `-- name: GetStep :one
+SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at FROM stepevents.workflow_steps WHERE step_uuid = $1::uuid
+`
+
+func (q *Queries) GetStep(ctx context.Context, db DBTX, stepUuid uuid.UUID) (StepeventsWorkflowStep, error) {
+	row := db.QueryRow(ctx, getStep, stepUuid)
+	var i StepeventsWorkflowStep
+	err := row.Scan(
+		&i.StepUuid,
+		&i.TaskUuid,
+		&i.Name,
+		&i.Position,
+		&i.Handler,
+		&i.Retryable,
+		&i.MaxAttempts,
+		&i.Backoff,
+		&i.BackoffBaseMs,
+		&i.MaxBackoffMs,
+		&i.TimeoutSeconds,
+		&i.Attempts,
+		&i.LastAttemptedAt,
+		&i.LastFailureAt,
+		&i.BackoffRequestSeconds,
+		&i.NextRetryAt,
+		&i.RetryBlocked,
+		&i.Results,
+		&i.LastError,
+		&i.State,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
 const getStepReadiness = `-- name: GetStepReadiness :many
 SELECT step_uuid, task_uuid, name, current_state, dependencies_satisfied, total_parents, completed_parents, attempts, max_attempts, retryable, is_retryable, retry_eligible, backoff_request_seconds, last_attempted_at, last_failure_at, next_retry_at, ready_for_execution, position FROM stepevents.get_step_readiness_status($1::uuid, $2::uuid[])
 `
@@ -57,6 +130,158 @@ func (q *Queries) GetStepReadiness(ctx context.Context, db DBTX, arg GetStepRead
 		return nil, err
 	}
 	return items, nil
+}
+
+const listStepTransitions = `-- name: ListStepTransitions :many
+SELECT transition_id, step_uuid, from_state, to_state, most_recent, sort_key, metadata, created_at FROM stepevents.workflow_step_transitions
+WHERE step_uuid = $1::uuid
+ORDER BY sort_key
+`
+
+func (q *Queries) ListStepTransitions(ctx context.Context, db DBTX, stepUuid uuid.UUID) ([]StepeventsWorkflowStepTransition, error) {
+	rows, err := db.Query(ctx, listStepTransitions, stepUuid)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []StepeventsWorkflowStepTransition
+	for rows.Next() {
+		var i StepeventsWorkflowStepTransition
+		if err := rows.Scan(
+			&i.TransitionID,
+			&i.StepUuid,
+			&i.FromState,
+			&i.ToState,
+			&i.MostRecent,
+			&i.SortKey,
+			&i.Metadata,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const releaseStep = `-- name: ReleaseStep :one
+SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at FROM stepevents.release_step($1::uuid, $2::text)
+`
+
+type ReleaseStepParams struct {
+	StepUuid uuid.UUID
+	Reason   string
+}
+
+func (q *Queries) ReleaseStep(ctx context.Context, db DBTX, arg ReleaseStepParams) (StepeventsWorkflowStep, error) {
+	row := db.QueryRow(ctx, releaseStep, arg.StepUuid, arg.Reason)
+	var i StepeventsWorkflowStep
+	err := row.Scan(
+		&i.StepUuid,
+		&i.TaskUuid,
+		&i.Name,
+		&i.Position,
+		&i.Handler,
+		&i.Retryable,
+		&i.MaxAttempts,
+		&i.Backoff,
+		&i.BackoffBaseMs,
+		&i.MaxBackoffMs,
+		&i.TimeoutSeconds,
+		&i.Attempts,
+		&i.LastAttemptedAt,
+		&i.LastFailureAt,
+		&i.BackoffRequestSeconds,
+		&i.NextRetryAt,
+		&i.RetryBlocked,
+		&i.Results,
+		&i.LastError,
+		&i.State,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const resetStep = `-- name: ResetStep :one
+SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at FROM stepevents.reset_step($1::uuid, $2::text)
+`
+
+type ResetStepParams struct {
+	StepUuid uuid.UUID
+	Note     string
+}
+
+func (q *Queries) ResetStep(ctx context.Context, db DBTX, arg ResetStepParams) (StepeventsWorkflowStep, error) {
+	row := db.QueryRow(ctx, resetStep, arg.StepUuid, arg.Note)
+	var i StepeventsWorkflowStep
+	err := row.Scan(
+		&i.StepUuid,
+		&i.TaskUuid,
+		&i.Name,
+		&i.Position,
+		&i.Handler,
+		&i.Retryable,
+		&i.MaxAttempts,
+		&i.Backoff,
+		&i.BackoffBaseMs,
+		&i.MaxBackoffMs,
+		&i.TimeoutSeconds,
+		&i.Attempts,
+		&i.LastAttemptedAt,
+		&i.LastFailureAt,
+		&i.BackoffRequestSeconds,
+		&i.NextRetryAt,
+		&i.RetryBlocked,
+		&i.Results,
+		&i.LastError,
+		&i.State,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const resolveStep = `-- name: ResolveStep :one
+SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at FROM stepevents.resolve_step($1::uuid, $2::text)
+`
+
+type ResolveStepParams struct {
+	StepUuid uuid.UUID
+	Note     string
+}
+
+func (q *Queries) ResolveStep(ctx context.Context, db DBTX, arg ResolveStepParams) (StepeventsWorkflowStep, error) {
+	row := db.QueryRow(ctx, resolveStep, arg.StepUuid, arg.Note)
+	var i StepeventsWorkflowStep
+	err := row.Scan(
+		&i.StepUuid,
+		&i.TaskUuid,
+		&i.Name,
+		&i.Position,
+		&i.Handler,
+		&i.Retryable,
+		&i.MaxAttempts,
+		&i.Backoff,
+		&i.BackoffBaseMs,
+		&i.MaxBackoffMs,
+		&i.TimeoutSeconds,
+		&i.Attempts,
+		&i.LastAttemptedAt,
+		&i.LastFailureAt,
+		&i.BackoffRequestSeconds,
+		&i.NextRetryAt,
+		&i.RetryBlocked,
+		&i.Results,
+		&i.LastError,
+		&i.State,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
 }
 
 const startStep = `-- name: StartStep :one

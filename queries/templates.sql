@@ -1,0 +1,28 @@
+-- name: ApplyTemplate :one
+SELECT stepevents.apply_template(
+    @namespace::text, @name::text, @version::text, @description::text,
+    sqlc.narg(input_schema)::jsonb, @definition::jsonb, @steps::jsonb, @events::jsonb)::bigint AS template_id;
+
+-- name: ListTemplates :many
+SELECT t.template_id, t.namespace, t.name, t.version, t.description, t.created_at,
+       (SELECT count(*) FROM stepevents.template_steps s WHERE s.template_id = t.template_id)::integer AS step_count,
+       (SELECT count(*) FROM stepevents.event_declarations d WHERE d.template_id = t.template_id)::integer AS event_count
+FROM stepevents.task_templates t
+ORDER BY t.namespace, t.name, t.version;
+
+-- name: GetTemplateInputSchema :one
+SELECT t.template_id, t.input_schema
+FROM stepevents.task_templates t
+WHERE t.namespace = @namespace::text AND t.name = @name::text
+  AND (sqlc.narg(version)::text IS NULL OR t.version = sqlc.narg(version)::text)
+ORDER BY string_to_array(t.version, '.')::integer[] DESC
+LIMIT 1;
+
+-- name: ListTemplateDeclarations :many
+SELECT * FROM stepevents.event_declarations
+WHERE template_id = @template_id::bigint
+ORDER BY step_name, position;
+
+-- name: ListDeclaredPublishers :many
+SELECT DISTINCT publisher::text AS publisher FROM stepevents.event_declarations
+WHERE publisher IS NOT NULL ORDER BY 1;
