@@ -56,3 +56,28 @@ func removePointer(v any, path []string) any {
 	}
 	return v
 }
+
+// redactEvent removes the pointers from the business payload, from the
+// result in execution_result and from workflow_step.results in the step
+// context: every place the durable copy would otherwise carry them.
+func redactEvent(ev *Event, pointers []string) error {
+	var err error
+	if ev.Payload.Payload, err = redact(ev.Payload.Payload, pointers); err != nil {
+		return err
+	}
+	if len(ev.Payload.ExecutionResult.Result) > 0 {
+		if ev.Payload.ExecutionResult.Result, err = redact(ev.Payload.ExecutionResult.Result, pointers); err != nil {
+			return err
+		}
+	}
+	if len(ev.Payload.TaskSequenceStep) > 0 {
+		prefixed := make([]string, len(pointers))
+		for i, p := range pointers {
+			prefixed[i] = "/workflow_step/results" + p
+		}
+		if ev.Payload.TaskSequenceStep, err = redact(ev.Payload.TaskSequenceStep, prefixed); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,53 @@
+package events_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/stepevents/stepevents/events"
+	"github.com/stepevents/stepevents/events/template"
+)
+
+const redactTemplate = `
+name: redact
+namespace_name: redact_ns
+version: 1.0.0
+steps:
+  - name: charge
+    handler: {callable: charge}
+    publishes_events:
+      - name: payment.captured
+        description: internal copy keeps the card data, the public one does not
+        delivery_mode: broadcast
+        durable_redact: [/card/number, /internal_note]
+`
+
+// The durable copy of a broadcast loses the redacted fields; the fast copy,
+// with the same event id, keeps them.
+func TestDurableRedaction(t *testing.T) {
+	t.Parallel()
+	b := setup(t, &events.Config{FastMode: events.FastInTransaction})
+	tpl, err := template.Load("redact.yaml", []byte(redactTemplate))
+	require.NoError(t, err)
+	require.NoError(t, b.client.ApplyTemplate(b.ctx, tpl))
+	task, err := b.client.CreateTask(b.ctx, events.CreateTaskParams{Namespace: "redact_ns", Name: "redact"})
+	require.NoError(t, err)
+	steps, err := events.TaskSteps(b.ctx, b.pool, task)
+	require.NoError(t, err)
+	l := b.listen(t)
+	result := `{"amount":5,"card":{"number":"4242424242424242","brand":"visa"},"internal_note":"vip"}`
+	b.complete(t, steps[0].StepUUID, result)
+
+	var msg []byte
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT message FROM pgmq.q_redact_ns_domain_events`).Scan(&msg))
+	var durable events.Event
+	require.NoError(t, json.Unmarshal(msg, &durable))
+	require.JSONEq(t, `{"amount":5,"card":{"brand":"visa"}}`, string(durable.Payload.Payload))
+	require.NotContains(t, string(msg), "4242424242424242", "not even in the execution result")
+
+	fast := l.collect(t, 1)
+	require.Equal(t, durable.EventID, fast[0].EventID)
+	require.JSONEq(t, result, string(fast[0].Payload.Payload))
+}
