@@ -168,11 +168,13 @@ func (d *decoder) list(n *yaml.Node, path, want string) ([]*yaml.Node, bool) {
 	return r.Content, true
 }
 
-// stringList decodes a list of non-empty strings, keeping each item's node.
-func (d *decoder) stringList(n *yaml.Node, path, want string) ([]string, []*yaml.Node) {
+// stringList decodes a list of non-empty strings, keeping each valid
+// item's node and its index in the list (for paths).
+func (d *decoder) stringList(n *yaml.Node, path, want string) ([]string, []*yaml.Node, []int) {
 	items, _ := d.list(n, path, want)
 	var out []string
 	var nodes []*yaml.Node
+	var idx []int
 	for i, it := range items {
 		s, ok := d.str(it, index(path, i))
 		if !ok {
@@ -184,8 +186,9 @@ func (d *decoder) stringList(n *yaml.Node, path, want string) ([]string, []*yaml
 		}
 		out = append(out, s)
 		nodes = append(nodes, it)
+		idx = append(idx, i)
 	}
-	return out, nodes
+	return out, nodes, idx
 }
 
 // runeLen counts characters, as PostgreSQL varchar limits do.

@@ -131,7 +131,7 @@ func suggest(s string, cands []string) string {
 		if norm(c) == norm(s) {
 			return c
 		}
-		if dist := editDistance(s, c); dist < bestD {
+		if dist := editDistance(s, c); dist < bestD && 2*dist < len(s) {
 			best, bestD = c, dist
 		}
 	}

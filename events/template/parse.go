@@ -15,6 +15,7 @@ type stepInfo struct {
 	nameNode *yaml.Node
 	depsPath string // path of the dependency list ("…dependencies" or "…depends_on")
 	depNodes []*yaml.Node
+	depIdx   []int // index of each depNodes entry in the written list
 	retry    retryPatch
 }
 
@@ -87,7 +88,7 @@ func (d *decoder) parseStep(n *yaml.Node, path string, s *Step) stepInfo {
 	}
 	if f, ok := m[depKey]; ok {
 		info.depsPath = join(path, depKey)
-		s.Dependencies, info.depNodes = d.stringList(f.val, info.depsPath, "a list of step names")
+		s.Dependencies, info.depNodes, info.depIdx = d.stringList(f.val, info.depsPath, "a list of step names")
 	}
 
 	f := m["retry"]

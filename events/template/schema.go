@@ -135,6 +135,7 @@ func compileWith(doc any, draft *jsonschema.Draft) (*jsonschema.Schema, error) {
 // loader that reads files or the network would be a hazard.
 type noExternalRefs struct{}
 
+// Load refuses url; the compiler reports it as an invalid schema.
 func (noExternalRefs) Load(url string) (any, error) {
 	return nil, fmt.Errorf("external references are not allowed; templates must be self-contained")
 }

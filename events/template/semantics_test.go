@@ -231,3 +231,22 @@ func TestLoadFileMissing(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "does/not/exist.yaml")
 }
+
+// TestDependencyPathsKeepListIndexes checks paths index the written list
+// even when earlier entries were rejected.
+func TestDependencyPathsKeepListIndexes(t *testing.T) {
+	_, err := template.Load("t.yaml", []byte(`name: orders
+namespace_name: orders
+version: 1.0.0
+steps:
+  - name: a
+    handler: {callable: a}
+    dependencies: [1, "", b, zz, a]
+`))
+	require.Error(t, err)
+	assert.Equal(t, `t.yaml:7:20: steps[0].dependencies[0]: expected a string, got integer 1
+t.yaml:7:23: steps[0].dependencies[1]: must not be empty
+t.yaml:7:27: steps[0].dependencies[2]: unknown dependency "b"; steps in this template: a
+t.yaml:7:30: steps[0].dependencies[3]: unknown dependency "zz"; steps in this template: a
+t.yaml:7:34: steps[0].dependencies[4]: step "a" depends on itself`, err.Error())
+}

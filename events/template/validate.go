@@ -28,7 +28,7 @@ func (d *decoder) checkSteps(infos []stepInfo) {
 		seen := map[string]int{}
 		for j, n := range in.depNodes {
 			dep := deref(n).Value
-			dp := index(in.depsPath, j)
+			dp := index(in.depsPath, in.depIdx[j])
 			if line, dup := seen[dep]; dup {
 				d.errorf(n, dp, "duplicate dependency %q; first listed at line %d", dep, line)
 				continue
