@@ -97,6 +97,7 @@ func TestHappyPathPublishesEveryDeclaredEvent(t *testing.T) {
 		require.Equal(t, uint64(1), st.FastRouted)
 		require.Equal(t, uint64(2), st.BroadcastRouted)
 		require.Zero(t, st.RoutingErrors)
+		require.Equal(t, map[string]uint64{events.SkipConditionNotMet: 2}, st.Skipped)
 		require.Eventually(t, func() bool { return b.client.Stats().FastNotified == 3 }, 5*time.Second, 10*time.Millisecond)
 	}
 }
