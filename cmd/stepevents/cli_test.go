@@ -1,0 +1,377 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/stepevents/stepevents/test/testdb"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+const (
+	goodTemplate = "../../test/templates/good/domain_event_publishing.yaml"
+	badTemplate  = "../../test/templates/bad/unknown_condition.yaml"
+	orderContext = `{"order_id": "0192f0c4-1b2c-7d3e-8f40-123456789abc", "customer_id": "c-1", "amount": 42}`
+
+	validateStep = "domain_events_validate_order"
+	paymentStep  = "domain_events_process_payment"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds the CLI once per test run. It is built in a scratch
+// directory, then renamed over one fixed path, so repeated or concurrent runs
+// leave a single file behind and never run a half-written binary.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir := filepath.Join(os.TempDir(), "stepevents-cli-test")
+		if buildErr = os.MkdirAll(dir, 0o755); buildErr != nil {
+			return
+		}
+		scratch, err := os.MkdirTemp(dir, "build-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		defer os.RemoveAll(scratch)
+		built := filepath.Join(scratch, "stepevents")
+		if out, err := exec.Command("go", "build", "-o", built, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		binPath = filepath.Join(dir, "stepevents")
+		buildErr = os.Rename(built, binPath)
+	})
+	require.NoError(t, buildErr)
+	return binPath
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// cli runs the binary with args; DATABASE_URL is cleared so only flags count.
+func cli(t *testing.T, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	cmd.Env = append(os.Environ(), "DATABASE_URL=")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		var ee *exec.ExitError
+		require.ErrorAs(t, err, &ee)
+		code = ee.ExitCode()
+	}
+	return result{stdout: out.String(), stderr: errb.String(), code: code}
+}
+
+// ok runs the CLI against url and requires success.
+func ok(t *testing.T, url string, args ...string) string {
+	t.Helper()
+	r := cli(t, append([]string{"--database-url", url}, args...)...)
+	require.Equal(t, 0, r.code, "stepevents %v\nstdout: %s\nstderr: %s", args, r.stdout, r.stderr)
+	return r.stdout
+}
+
+// userErr runs the CLI against url and requires exit 1 with one stderr line.
+func userErr(t *testing.T, url string, args ...string) result {
+	t.Helper()
+	r := cli(t, append([]string{"--database-url", url}, args...)...)
+	require.Equal(t, 1, r.code, "stepevents %v\nstdout: %s\nstderr: %s", args, r.stdout, r.stderr)
+	require.Equal(t, 1, strings.Count(r.stderr, "\n"), "one stderr line: %q", r.stderr)
+	require.True(t, strings.HasPrefix(r.stderr, "stepevents: "), r.stderr)
+	return r
+}
+
+type shownTask struct {
+	TaskUUID string `json:"task_uuid"`
+	State    string `json:"state"`
+	Steps    []struct {
+		StepUUID    string `json:"step_uuid"`
+		Name        string `json:"name"`
+		State       string `json:"state"`
+		Attempts    int    `json:"attempts"`
+		MaxAttempts int    `json:"max_attempts"`
+		Ready       bool   `json:"ready"`
+	} `json:"steps"`
+}
+
+func showTask(t *testing.T, url, taskID string) shownTask {
+	t.Helper()
+	var st shownTask
+	require.NoError(t, json.Unmarshal([]byte(ok(t, url, "task", "show", "--json", taskID)), &st))
+	return st
+}
+
+func stepID(t *testing.T, st shownTask, name string) string {
+	t.Helper()
+	for _, s := range st.Steps {
+		if s.Name == name {
+			return s.StepUUID
+		}
+	}
+	t.Fatalf("no step %s in %+v", name, st)
+	return ""
+}
+
+// newTask applies the good template and creates a task; it returns the URL
+// and the task uuid.
+func newTask(t *testing.T) (string, string) {
+	t.Helper()
+	url := testdb.NewURL(t)
+	ok(t, url, "template", "apply", goodTemplate)
+	id := strings.TrimSpace(ok(t, url, "task", "create", "domain_events/domain_event_publishing", "--context", orderContext))
+	return url, id
+}
+
+func TestTemplateValidateGood(t *testing.T) {
+	t.Parallel()
+	r := cli(t, "template", "validate", goodTemplate)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, goodTemplate+": ok")
+	require.Empty(t, r.stderr)
+}
+
+func TestTemplateValidateBad(t *testing.T) {
+	t.Parallel()
+	r := cli(t, "template", "validate", goodTemplate, badTemplate)
+	require.Equal(t, 1, r.code)
+	require.Regexp(t, `(?m)^`+regexp.QuoteMeta(badTemplate)+`:\d+:\d+: steps\[0\]\.publishes_events\[0\]\.condition: unknown condition "on_success"`, r.stdout)
+	require.Equal(t, 1, strings.Count(r.stderr, "\n"), r.stderr)
+	require.Contains(t, r.stderr, "1 problem(s) in 1 of 2 template file(s)")
+}
+
+func TestTemplateValidateMissingFile(t *testing.T) {
+	t.Parallel()
+	r := cli(t, "template", "validate", "no/such/file.yaml")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stdout, "no/such/file.yaml")
+}
+
+func TestTemplateApplyAndList(t *testing.T) {
+	t.Parallel()
+	url := testdb.NewURL(t)
+	require.Contains(t, ok(t, url, "template", "apply", goodTemplate), "applied domain_events/domain_event_publishing@1.0.0")
+	// idempotent
+	ok(t, url, "template", "apply", goodTemplate)
+	out := ok(t, url, "template", "list")
+	require.Regexp(t, `domain_events\s+domain_event_publishing\s+1\.0\.0\s+4\s+6`, out)
+
+	var rows []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(ok(t, url, "template", "list", "--json")), &rows))
+	require.Len(t, rows, 1)
+	require.Equal(t, "domain_event_publishing", rows[0]["name"])
+
+	// a bad file is refused before the database is touched
+	r := userErr(t, url, "template", "apply", badTemplate)
+	require.Contains(t, r.stdout, "unknown condition")
+}
+
+func TestTaskCreateAndShow(t *testing.T) {
+	t.Parallel()
+	url, id := newTask(t)
+	out := ok(t, url, "task", "show", id)
+	require.Contains(t, out, "task "+id+" (domain_events/domain_event_publishing@1.0.0): ")
+	require.Regexp(t, validateStep+`\s+pending\s+0/3\s+true\s+-`, out)
+	require.Regexp(t, paymentStep+`\s+pending\s+0/3\s+false\s+-`, out)
+
+	st := showTask(t, url, id)
+	require.Equal(t, id, st.TaskUUID)
+	require.Len(t, st.Steps, 4)
+
+	r := userErr(t, url, "task", "create", "domain_events/domain_event_publishing", "--context", `{"order_id": "x"}`)
+	require.Contains(t, r.stderr, "context does not match input_schema")
+	r = userErr(t, url, "task", "create", "domain_events/nope", "--context", orderContext)
+	require.Equal(t, "stepevents: template domain_events/nope@latest not found\n", r.stderr)
+	r = userErr(t, url, "task", "create", "nonamespace")
+	require.Contains(t, r.stderr, "NAMESPACE/NAME")
+	r = userErr(t, url, "task", "show", "0192f0c4-1b2c-7d3e-8f40-123456789abc")
+	require.Equal(t, "stepevents: task 0192f0c4-1b2c-7d3e-8f40-123456789abc not found\n", r.stderr)
+}
+
+func TestStepStartComplete(t *testing.T) {
+	t.Parallel()
+	url, id := newTask(t)
+	step := stepID(t, showTask(t, url, id), validateStep)
+	require.Contains(t, ok(t, url, "step", "start", step), "in_progress")
+	out := ok(t, url, "step", "complete", step, "--result",
+		`{"order_id": "0192f0c4-1b2c-7d3e-8f40-123456789abc", "validation_timestamp": "2026-01-02T03:04:05Z"}`)
+	require.Contains(t, out, "order.validated")
+	require.Regexp(t, `order\.validated\s+fast\s+[0-9a-f-]{36}`, out)
+
+	st := showTask(t, url, id)
+	require.Equal(t, "complete", st.Steps[0].State)
+	require.True(t, st.Steps[1].Ready, "payment is ready once validation is complete")
+
+	// the next step, with --json
+	pay := stepID(t, st, paymentStep)
+	ok(t, url, "step", "start", pay)
+	var comp completionJSON
+	require.NoError(t, json.Unmarshal([]byte(ok(t, url, "step", "complete", "--json", pay, "--result", `{"amount": 42}`)), &comp))
+	require.True(t, comp.Succeeded)
+	require.Len(t, comp.Published, 1)
+	require.Equal(t, "payment.processed", comp.Published[0].Name)
+	require.Equal(t, "broadcast", comp.Published[0].Mode)
+	require.NotEmpty(t, comp.Published[0].Queue)
+	require.NotZero(t, comp.Published[0].MsgID)
+	names := map[string]string{}
+	for _, s := range comp.Skipped {
+		names[s.Name] = s.Reason
+	}
+	require.Equal(t, "condition_not_met", names["payment.failed.permanent"])
+}
+
+func TestStepFailPermanent(t *testing.T) {
+	t.Parallel()
+	url, id := newTask(t)
+	st := showTask(t, url, id)
+	v := stepID(t, st, validateStep)
+	ok(t, url, "step", "start", v)
+	ok(t, url, "step", "complete", v, "--result", `{"order_id": "o", "validation_timestamp": "2026-01-02T03:04:05Z"}`)
+	pay := stepID(t, st, paymentStep)
+	ok(t, url, "step", "start", pay)
+	out := ok(t, url, "step", "fail", pay, "--error", "card declined", "--code", "card_declined", "--permanent")
+	require.Regexp(t, `payment\.failed\.permanent\s+durable\s+[0-9a-f-]{36}\s+\S+\s+\d+`, out)
+	require.Contains(t, out, "skipped:")
+	require.Contains(t, out, "payment.processed")
+
+	st = showTask(t, url, id)
+	require.Equal(t, "error", st.Steps[1].State)
+
+	// reset gives it fresh attempts, resolve satisfies its dependents
+	require.Contains(t, ok(t, url, "step", "reset", pay, "--note", "card replaced"), "pending, attempts 0/3")
+	require.Contains(t, ok(t, url, "step", "resolve", pay, "--note", "paid by phone"), "resolved_manually")
+	st = showTask(t, url, id)
+	require.True(t, st.Steps[2].Ready)
+}
+
+func TestStepFailRetryable(t *testing.T) {
+	t.Parallel()
+	url, id := newTask(t)
+	v := stepID(t, showTask(t, url, id), validateStep)
+	ok(t, url, "step", "start", v)
+	out := ok(t, url, "step", "fail", v, "--error", "timeout", "--retry-after", "1h")
+	require.Contains(t, out, "waiting_for_retry")
+	st := showTask(t, url, id)
+	require.Equal(t, "waiting_for_retry", st.Steps[0].State)
+	require.False(t, st.Steps[0].Ready)
+	r := userErr(t, url, "step", "start", v)
+	require.Contains(t, r.stderr, "is not ready")
+	userErr(t, url, "step", "fail", v, "--error", "x", "--retry-after", "soon")
+	userErr(t, url, "step", "fail", v)
+}
+
+func TestStepErrors(t *testing.T) {
+	t.Parallel()
+	url, id := newTask(t)
+	v := stepID(t, showTask(t, url, id), validateStep)
+
+	const unknown = "0192f0c4-1b2c-7d3e-8f40-123456789abc"
+	r := userErr(t, url, "step", "start", unknown)
+	require.Equal(t, "stepevents: step "+unknown+" not found\n", r.stderr)
+	r = userErr(t, url, "step", "complete", unknown, "--result", `{}`)
+	require.Equal(t, "stepevents: step "+unknown+" not found\n", r.stderr)
+
+	r = userErr(t, url, "step", "start", "not-a-uuid")
+	require.Contains(t, r.stderr, `invalid step uuid "not-a-uuid"`)
+
+	// completing a pending step is illegal and changes nothing
+	before := showTask(t, url, id)
+	r = userErr(t, url, "step", "complete", v, "--result", `{"order_id": "o"}`)
+	require.Contains(t, r.stderr, "step "+v)
+	require.Contains(t, r.stderr, "illegal step transition pending -> complete")
+	require.Empty(t, r.stdout)
+	require.Equal(t, before, showTask(t, url, id))
+	require.Equal(t, "pending", before.Steps[0].State)
+
+	// malformed --result is refused before anything runs
+	ok(t, url, "step", "start", v)
+	r = userErr(t, url, "step", "complete", v, "--result", `{"order_id": `)
+	require.Contains(t, r.stderr, "--result is not valid JSON")
+	require.Equal(t, "in_progress", showTask(t, url, id).Steps[0].State)
+}
+
+func TestUnreachableDatabase(t *testing.T) {
+	t.Parallel()
+	const url = "postgres://nobody@127.0.0.1:1/x"
+	for _, args := range [][]string{
+		{"task", "show", "0192f0c4-1b2c-7d3e-8f40-123456789abc"},
+		{"template", "list"},
+		{"migrate", "status"},
+	} {
+		r := userErr(t, url, args...)
+		require.Contains(t, r.stderr, "no database reachable at 127.0.0.1:1/x")
+	}
+	r := cli(t, "template", "list")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "DATABASE_URL")
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"--bogus"},
+		{"step", "start", "--bogus", "x"},
+		{"nope"},
+		{"migrate"},
+		{"migrate", "sideways"},
+		{"step", "start"},
+		{"task", "show", "a", "b"},
+		{"template", "validate"},
+	} {
+		r := cli(t, args...)
+		require.Equal(t, 2, r.code, "%v: %s", args, r.stderr)
+		require.True(t, strings.HasPrefix(r.stderr, "stepevents: "), r.stderr)
+	}
+	require.Equal(t, 0, cli(t, "--help").code)
+}
+
+func TestMigrate(t *testing.T) {
+	t.Parallel()
+	url := testdb.NewEmptyURL(t)
+
+	var st []struct {
+		Version int64  `json:"version"`
+		Applied bool   `json:"applied"`
+		Source  string `json:"source"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(ok(t, url, "migrate", "status", "--json")), &st))
+	require.NotEmpty(t, st)
+	for _, s := range st {
+		require.False(t, s.Applied, s.Source)
+	}
+
+	require.Contains(t, ok(t, url, "migrate", "up"), "migrated up")
+	require.NoError(t, json.Unmarshal([]byte(ok(t, url, "migrate", "status", "--json")), &st))
+	for _, s := range st {
+		require.True(t, s.Applied, s.Source)
+	}
+	require.Regexp(t, `(?m)^\d+\s+true\s+\S+`, ok(t, url, "migrate", "status"))
+	ok(t, url, "template", "apply", goodTemplate)
+
+	require.Contains(t, ok(t, url, "migrate", "down"), "version 0")
+	require.NoError(t, json.Unmarshal([]byte(ok(t, url, "migrate", "status", "--json")), &st))
+	for _, s := range st {
+		require.False(t, s.Applied, s.Source)
+	}
+	ok(t, url, "migrate", "up")
+}

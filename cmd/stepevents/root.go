@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+)
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitUser  = 1
+	exitUsage = 2
+)
+
+// connectTimeout bounds how long the CLI waits for the database.
+const connectTimeout = 5 * time.Second
+
+// userError is an error from running a command (not from parsing it): it
+// exits 1 with its one-line message.
+type userError struct{ err error }
+
+func (e *userError) Error() string { return e.err.Error() }
+func (e *userError) Unwrap() error { return e.err }
+
+// app holds the global flags and output streams.
+type app struct {
+	databaseURL string
+	json        bool
+	stdout      io.Writer
+	stderr      io.Writer
+}
+
+// run executes the CLI with args and returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	a := &app{stdout: stdout, stderr: stderr}
+	root := a.rootCmd()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var ue *userError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "stepevents: %s\n", oneLine(ue.err))
+		return exitUser
+	}
+	fmt.Fprintf(stderr, "stepevents: %s\n", oneLine(err))
+	fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", root.Name())
+	return exitUsage
+}
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "stepevents",
+		Short:         "Record workflow step results and publish their domain events",
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cmd.Help()
+		},
+	}
+	root.PersistentFlags().StringVar(&a.databaseURL, "database-url", os.Getenv("DATABASE_URL"),
+		"PostgreSQL URL (default from DATABASE_URL)")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
+	root.AddCommand(a.migrateCmd(), a.templateCmd(), a.taskCmd(), a.stepCmd())
+	return root
+}
+
+// group returns a command that only holds subcommands: run without one (or
+// with an unknown one) it is a usage error.
+func group(use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+			}
+			return fmt.Errorf("%s needs a subcommand", cmd.CommandPath())
+		},
+	}
+}
+
+// runE marks every error fn returns as a user error (exit 1).
+func runE(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := fn(cmd, args); err != nil {
+			var ue *userError
+			if errors.As(err, &ue) {
+				return err
+			}
+			return &userError{err: err}
+		}
+		return nil
+	}
+}
+
+// pool connects to the database, failing fast when it is unreachable.
+func (a *app) pool(ctx context.Context) (*pgxpool.Pool, error) {
+	if a.databaseURL == "" {
+		return nil, errors.New("no database: set --database-url or DATABASE_URL")
+	}
+	cfg, err := pgxpool.ParseConfig(a.databaseURL)
+	if err != nil {
+		return nil, errors.New("invalid --database-url: check its syntax (postgres://user@host:port/db)")
+	}
+	cfg.ConnConfig.ConnectTimeout = connectTimeout
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cannot connect to database: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("no database reachable at %s: %s", redactURL(cfg), rootCause(err))
+	}
+	return pool, nil
+}
+
+func redactURL(cfg *pgxpool.Config) string {
+	c := cfg.ConnConfig
+	return fmt.Sprintf("%s:%d/%s", c.Host, c.Port, c.Database)
+}
+
+// rootCause keeps the last clause of a connection error ("connection refused").
+func rootCause(err error) string {
+	msg := oneLine(err)
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	return msg
+}
