@@ -6,7 +6,11 @@ GO ?= go
 PKGS := ./...
 FUZZTIME ?= 10s
 
-.PHONY: all build test test/short generate check verify fmt vet sqlc-diff fuzz bench demo clean
+# make run uses its own database so it never disturbs other data.
+DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/stepevents_run?sslmode=disable
+export DATABASE_URL
+
+.PHONY: all build run test test/short generate check verify fmt vet sqlc-diff fuzz bench clean
 
 all: check test
 
@@ -44,8 +48,19 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
-demo: build
-	./bin/stepevents demo
+## run: the main job until `stepevents demo` exists — one order through every step.
+run: build
+	@psql "$$(echo $(DATABASE_URL) | sed 's#/[^/?]*\([?]\|$$\)#/postgres\1#')" -qtAc "SELECT 1 FROM pg_database WHERE datname = 'stepevents_run'" | grep -q 1 || \
+	  psql "$$(echo $(DATABASE_URL) | sed 's#/[^/?]*\([?]\|$$\)#/postgres\1#')" -qc 'CREATE DATABASE stepevents_run'
+	./bin/stepevents migrate up
+	./bin/stepevents template apply test/templates/good/domain_event_publishing.yaml
+	@task=$$(./bin/stepevents task create domain_events/domain_event_publishing \
+	    --context '{"order_id":"8c8a1f8e-6f57-4b0e-9d1c-2f8b8a0e4b11","customer_id":"c-1","amount":42.5}') && \
+	echo "task $$task" && \
+	for s in $$(./bin/stepevents task show $$task --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join(x["step_uuid"] for x in d["steps"]))'); do \
+	  ./bin/stepevents step start $$s >/dev/null && \
+	  ./bin/stepevents step complete $$s --result '{"order_id":"o-1","validation_timestamp":"2026-11-28T10:00:00Z","amount":42.5,"channel":"email"}' || exit 1; \
+	done && ./bin/stepevents task show $$task
 
 clean:
 	rm -rf bin
