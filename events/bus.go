@@ -1,0 +1,644 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultQueueSize is the capacity of a subscription's queue when neither
+// BusConfig.QueueSize nor WithQueueSize sets one.
+const DefaultQueueSize = 1024
+
+// HandlerFunc handles one event delivered by a Bus. Its ctx derives from the
+// bus lifetime (cancelled when Close gives up draining, or on unsubscribe)
+// plus the per-delivery timeout, never from the publisher's request, which
+// is long gone when a fast event arrives. ev is shared with the other
+// subscribers: treat it, and its json.RawMessage fields, as read-only.
+//
+// Fast events are at-most-once hints: act on anything consequential only
+// after re-reading authoritative state or the durable copy.
+type HandlerFunc func(ctx context.Context, ev Event) error
+
+// GapSignal tells subscribers that fast events may have been lost: the
+// listener's connection dropped and was re-established, and anything
+// notified in between never reached this process. Re-read authoritative
+// state (or catch up from the durable queue) on receipt.
+type GapSignal struct {
+	// Channel is the NOTIFY channel that reconnected.
+	Channel string `json:"channel"`
+	// Reconnects counts the listener's reconnects so far, this one included.
+	Reconnects uint64 `json:"reconnects"`
+	// DisconnectedAt is when the listener noticed the connection was lost.
+	DisconnectedAt time.Time `json:"disconnected_at"`
+	// ReconnectedAt is when LISTEN was active again.
+	ReconnectedAt time.Time `json:"reconnected_at"`
+	// Cause is the error that ended the previous connection, if known.
+	Cause string `json:"cause,omitempty"`
+}
+
+// BusConfig configures a Bus. The zero value is usable.
+type BusConfig struct {
+	// Logger receives handler errors, panics and slow-subscriber warnings;
+	// nil discards them.
+	Logger *slog.Logger
+	// QueueSize is the default per-subscription queue capacity
+	// (DefaultQueueSize when 0). Queues are always bounded.
+	QueueSize int
+	// HandlerTimeout, when > 0, is the default per-delivery timeout.
+	HandlerTimeout time.Duration
+}
+
+// OverflowPolicy says what Publish does when a subscription's queue is full.
+// There is no unbounded option.
+type OverflowPolicy struct {
+	block   bool
+	timeout time.Duration
+}
+
+// DropNewest, the default, drops the event for that subscription when its
+// queue is full, counts it (Stats().Dropped) and warns once per slow
+// episode. Publish never waits, so the listener's read loop never stalls.
+var DropNewest = OverflowPolicy{}
+
+// Block makes Publish wait up to timeout (> 0) for room in the
+// subscription's queue, then drop and count the event. It delays the
+// publisher, and so every other subscriber behind it: use it only for
+// subscribers that must not lose events to bursts.
+func Block(timeout time.Duration) OverflowPolicy {
+	return OverflowPolicy{block: true, timeout: timeout}
+}
+
+// String names the policy, for stats and logs.
+func (p OverflowPolicy) String() string {
+	if p.block {
+		return fmt.Sprintf("block(%s)", p.timeout)
+	}
+	return "drop_newest"
+}
+
+// SubscribeOption configures one subscription.
+type SubscribeOption func(*subscribeOptions)
+
+type subscribeOptions struct {
+	name      string
+	queueSize int
+	policy    OverflowPolicy
+	timeout   time.Duration
+	onGap     func(GapSignal)
+}
+
+// WithName names the subscription in stats and logs (the pattern otherwise).
+func WithName(name string) SubscribeOption { return func(o *subscribeOptions) { o.name = name } }
+
+// WithQueueSize sets the subscription's queue capacity (> 0).
+func WithQueueSize(n int) SubscribeOption { return func(o *subscribeOptions) { o.queueSize = n } }
+
+// WithOverflow sets the subscription's overflow policy: DropNewest or Block(timeout).
+func WithOverflow(p OverflowPolicy) SubscribeOption {
+	return func(o *subscribeOptions) { o.policy = p }
+}
+
+// WithHandlerTimeout sets the subscription's per-delivery timeout, overriding BusConfig.HandlerTimeout.
+func WithHandlerTimeout(d time.Duration) SubscribeOption {
+	return func(o *subscribeOptions) { o.timeout = d }
+}
+
+// WithGapHandler also delivers gap signals to the subscription, through its
+// queue, so a gap arrives after the events queued before it and before the
+// events queued after it (unless the queue was full at the time; then as
+// soon as the worker is free).
+func WithGapHandler(fn func(GapSignal)) SubscribeOption {
+	return func(o *subscribeOptions) { o.onGap = fn }
+}
+
+// Bus fans events out in process: each subscription has its own bounded
+// FIFO queue and goroutine, so a slow or failing subscriber never delays the
+// others or the publisher (with the default policy), and each subscriber
+// sees events in publish order. There is no order across subscribers.
+// Handler panics are recovered and counted; the subscriber stays alive.
+type Bus struct {
+	logger    *slog.Logger
+	queueSize int
+	timeout   time.Duration
+
+	ctx    context.Context // handler lifetime; cancelled when Close gives up or finishes
+	cancel context.CancelFunc
+
+	index atomic.Pointer[patternIndex]
+
+	// pubMu is read-held by every Publish; Close write-locks it once to seal
+	// the bus, after which no Publish can enqueue, so workers may drain and exit.
+	pubMu      sync.RWMutex
+	sealedFlag bool
+
+	published, rejected, gaps atomic.Uint64
+
+	mu      sync.Mutex // guards subs, nextID, closed, retired
+	subs    []*subscription
+	nextID  uint64
+	closed  bool
+	retired counters // counters of subscriptions whose worker has exited
+
+	wg          sync.WaitGroup
+	closing     chan struct{} // closed when Close starts: Block waits give up
+	sealed      chan struct{} // closed once no Publish can enqueue: workers drain
+	drained     chan struct{} // closed once every worker has exited
+	abandon     atomic.Bool   // Close's ctx ended: workers stop pulling
+	closeOnce   sync.Once
+	abandonOnce sync.Once
+	report      CloseReport
+	reportErr   error
+}
+
+// NewBus returns a running Bus. Call Close to stop it.
+func NewBus(cfg BusConfig) *Bus {
+	b := &Bus{
+		logger: cfg.Logger, queueSize: cfg.QueueSize, timeout: cfg.HandlerTimeout,
+		closing: make(chan struct{}), sealed: make(chan struct{}), drained: make(chan struct{}),
+	}
+	if b.logger == nil {
+		b.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if b.queueSize <= 0 {
+		b.queueSize = DefaultQueueSize
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.index.Store(newPatternIndex(nil))
+	return b
+}
+
+// Subscribe delivers every event whose name matches pattern (see Pattern) to
+// handler, from a goroutine of its own. It fails on an invalid pattern or
+// option, or after Close. unsubscribe removes only this subscription: after
+// it returns, the handler starts no new call (one in progress finishes, its
+// ctx cancelled) and queued events are discarded (counted as dropped). It
+// does not wait, so it may be called from the handler itself.
+func (b *Bus) Subscribe(pattern string, handler HandlerFunc, opts ...SubscribeOption) (unsubscribe func(), err error) {
+	if handler == nil {
+		return nil, fmt.Errorf("stepevents bus: subscribing to %q with a nil handler: %w", pattern, ErrInvalidInput)
+	}
+	p, err := ParsePattern(pattern)
+	if err != nil {
+		return nil, fmt.Errorf("stepevents bus: %w", err)
+	}
+	return b.subscribe(p, handler, false, opts)
+}
+
+// SubscribeGap calls fn with every gap signal (see GapSignal), from a
+// goroutine of its own; fn receives no events. Use WithGapHandler instead to
+// get gaps in order with a subscription's events.
+func (b *Bus) SubscribeGap(fn func(GapSignal)) (unsubscribe func(), err error) {
+	if fn == nil {
+		return nil, fmt.Errorf("stepevents bus: SubscribeGap with a nil func: %w", ErrInvalidInput)
+	}
+	return b.subscribe(Pattern{raw: "(gaps)"}, nil, true, []SubscribeOption{WithGapHandler(fn), WithQueueSize(16)})
+}
+
+func (b *Bus) subscribe(p Pattern, handler HandlerFunc, gapOnly bool, opts []SubscribeOption) (func(), error) {
+	o := subscribeOptions{queueSize: b.queueSize, timeout: b.timeout}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.queueSize <= 0 {
+		return nil, fmt.Errorf("stepevents bus: subscription to %q: queue size must be > 0, got %d: %w", p, o.queueSize, ErrInvalidInput)
+	}
+	if o.policy.block && o.policy.timeout <= 0 {
+		return nil, fmt.Errorf("stepevents bus: subscription to %q: Block needs a timeout > 0, got %s: %w", p, o.policy.timeout, ErrInvalidInput)
+	}
+	if o.timeout < 0 {
+		return nil, fmt.Errorf("stepevents bus: subscription to %q: handler timeout must be >= 0, got %s: %w", p, o.timeout, ErrInvalidInput)
+	}
+	if o.name == "" {
+		o.name = p.String()
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, fmt.Errorf("stepevents bus: subscribing to %q after Close: %w", p, ErrClosed)
+	}
+	b.nextID++
+	s := &subscription{
+		bus: b, id: b.nextID, name: o.name, pattern: p, handler: handler, onGap: o.onGap, gapOnly: gapOnly,
+		policy: o.policy, timeout: o.timeout, queue: make(chan delivery, o.queueSize), stop: make(chan struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancel(b.ctx)
+	b.subs = append(b.subs, s)
+	b.reindexLocked()
+	b.wg.Add(1)
+	go s.run()
+	var once sync.Once
+	return func() { once.Do(func() { b.unsubscribe(s) }) }, nil
+}
+
+func (b *Bus) unsubscribe(s *subscription) {
+	s.stopped.Store(true)
+	b.mu.Lock()
+	b.reindexLocked()
+	b.mu.Unlock()
+	s.cancel()
+	close(s.stop)
+}
+
+// reindexLocked swaps in an index of the live subscriptions. b.mu is held.
+func (b *Bus) reindexLocked() {
+	live := make([]*subscription, 0, len(b.subs))
+	for _, s := range b.subs {
+		if !s.stopped.Load() {
+			live = append(live, s)
+		}
+	}
+	b.index.Store(newPatternIndex(live))
+}
+
+// retire folds an exited worker's counters into the bus totals.
+func (b *Bus) retire(s *subscription) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.subs = slices.DeleteFunc(b.subs, func(x *subscription) bool { return x == s })
+	b.retired.add(s.snapshot())
+}
+
+// Publish hands ev to the queue of every subscription whose pattern
+// matches, and returns. With DropNewest (the default) it never waits: a full
+// queue drops the event for that subscription only, counted. A Block
+// subscription may make it wait up to its timeout. After Close, events are
+// counted as rejected and dropped. Matching does not allocate.
+func (b *Bus) Publish(ev Event) {
+	b.pubMu.RLock()
+	defer b.pubMu.RUnlock()
+	if b.sealedFlag {
+		b.rejected.Add(1)
+		return
+	}
+	b.published.Add(1)
+	b.index.Load().forEachMatch(ev.EventName, func(s *subscription) { s.offer(delivery{ev: ev}) })
+}
+
+// PublishGap sends g to every subscription with a gap handler. It never
+// waits; a subscription whose queue is full gets it as soon as its worker
+// is free.
+func (b *Bus) PublishGap(g GapSignal) {
+	b.pubMu.RLock()
+	defer b.pubMu.RUnlock()
+	if b.sealedFlag {
+		return
+	}
+	b.gaps.Add(1)
+	for _, s := range b.index.Load().gap {
+		s.offerGap(g)
+	}
+}
+
+// CloseReport says what Close did with the events still queued.
+type CloseReport struct {
+	// Queued is how many events were queued when Close sealed the bus.
+	Queued int `json:"queued"`
+	// Undelivered is how many of them were never handed to a handler
+	// because ctx ended first.
+	Undelivered int `json:"undelivered"`
+}
+
+// Close stops accepting events and subscriptions, then lets every
+// subscription drain its queue until ctx ends. If ctx ends first it cancels
+// the handlers' ctx, stops the workers after their current call and returns
+// the report with an error wrapping ctx.Err(). Every worker goroutine exits
+// once its current handler returns; a handler that ignores ctx delays that.
+// Close is idempotent: later calls wait (until their ctx ends) for the
+// workers and return the first call's report and error.
+func (b *Bus) Close(ctx context.Context) (CloseReport, error) {
+	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		b.closed = true
+		b.mu.Unlock()
+		close(b.closing)
+		b.pubMu.Lock()
+		b.sealedFlag = true
+		b.pubMu.Unlock()
+		b.report.Queued = b.queued()
+		close(b.sealed)
+		go func() {
+			b.wg.Wait()
+			close(b.drained)
+		}()
+	})
+	select {
+	case <-b.drained:
+		b.cancel()
+		return b.report, b.reportErr
+	case <-ctx.Done():
+	}
+	b.abandonOnce.Do(func() {
+		b.abandon.Store(true)
+		b.cancel()
+		b.report.Undelivered = b.queued()
+		b.reportErr = fmt.Errorf("stepevents bus: closed with %d of %d queued events undelivered: %w",
+			b.report.Undelivered, b.report.Queued, ctx.Err())
+		b.logger.Warn("stepevents bus: close timed out", slog.Int("undelivered", b.report.Undelivered),
+			slog.Int("queued", b.report.Queued))
+	})
+	return b.report, b.reportErr
+}
+
+func (b *Bus) queued() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, s := range b.subs {
+		if !s.stopped.Load() {
+			n += len(s.queue)
+		}
+	}
+	return n
+}
+
+// BusStats is a point-in-time copy of a Bus's counters.
+type BusStats struct {
+	// Published counts Publish calls accepted (before Close).
+	Published uint64 `json:"published"`
+	// Rejected counts Publish calls after Close.
+	Rejected uint64 `json:"rejected"`
+	// Dispatched counts events placed in a subscription queue (one per matching subscription).
+	Dispatched uint64 `json:"dispatched"`
+	// Delivered counts handler calls that returned nil.
+	Delivered uint64 `json:"delivered"`
+	// HandlerErrors counts handler calls that returned an error (timeouts included).
+	HandlerErrors uint64 `json:"handler_errors"`
+	// Panics counts handler calls that panicked (recovered).
+	Panics uint64 `json:"panics"`
+	// Dropped counts events a subscription lost: queue full, Block timeout,
+	// or discarded on unsubscribe.
+	Dropped uint64 `json:"dropped"`
+	// Gaps counts gap signals published.
+	Gaps uint64 `json:"gaps"`
+	// Subscribers are the live subscriptions, in subscription order.
+	Subscribers []SubscriberStats `json:"subscribers"`
+}
+
+// SubscriberStats are one subscription's counters and queue depth.
+type SubscriberStats struct {
+	ID            uint64 `json:"id"`
+	Name          string `json:"name"`
+	Pattern       string `json:"pattern"`
+	Policy        string `json:"policy"`
+	QueueDepth    int    `json:"queue_depth"`
+	QueueCapacity int    `json:"queue_capacity"`
+	Dispatched    uint64 `json:"dispatched"`
+	Delivered     uint64 `json:"delivered"`
+	HandlerErrors uint64 `json:"handler_errors"`
+	Panics        uint64 `json:"panics"`
+	Dropped       uint64 `json:"dropped"`
+}
+
+// Stats returns the bus counters, totals including subscriptions since removed.
+func (b *Bus) Stats() BusStats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	total := b.retired
+	out := BusStats{Published: b.published.Load(), Rejected: b.rejected.Load(), Gaps: b.gaps.Load(),
+		Subscribers: []SubscriberStats{}}
+	for _, s := range b.subs {
+		c := s.snapshot()
+		total.add(c)
+		if s.stopped.Load() {
+			continue
+		}
+		out.Subscribers = append(out.Subscribers, SubscriberStats{
+			ID: s.id, Name: s.name, Pattern: s.pattern.String(), Policy: s.policy.String(),
+			QueueDepth: len(s.queue), QueueCapacity: cap(s.queue), Dispatched: c.dispatched, Delivered: c.delivered,
+			HandlerErrors: c.handlerErrors, Panics: c.panics, Dropped: c.dropped,
+		})
+	}
+	out.Dispatched, out.Delivered, out.HandlerErrors = total.dispatched, total.delivered, total.handlerErrors
+	out.Panics, out.Dropped = total.panics, total.dropped
+	return out
+}
+
+type counters struct{ dispatched, delivered, handlerErrors, panics, dropped uint64 }
+
+func (c *counters) add(o counters) {
+	c.dispatched += o.dispatched
+	c.delivered += o.delivered
+	c.handlerErrors += o.handlerErrors
+	c.panics += o.panics
+	c.dropped += o.dropped
+}
+
+// delivery is one queue entry: an event, or a gap signal.
+type delivery struct {
+	ev  Event
+	gap *GapSignal
+}
+
+// subscription is one subscriber: its queue, its worker and its counters.
+type subscription struct {
+	bus     *Bus
+	id      uint64
+	name    string
+	pattern Pattern
+	handler HandlerFunc
+	onGap   func(GapSignal)
+	gapOnly bool
+	policy  OverflowPolicy
+	timeout time.Duration
+
+	ctx        context.Context
+	cancel     context.CancelFunc
+	queue      chan delivery
+	stop       chan struct{}
+	stopped    atomic.Bool
+	slow       atomic.Bool // in a dropping episode (warned once)
+	pendingGap atomic.Pointer[GapSignal]
+
+	dispatched, delivered, handlerErrors, panics, dropped atomic.Uint64
+}
+
+func (s *subscription) snapshot() counters {
+	return counters{dispatched: s.dispatched.Load(), delivered: s.delivered.Load(),
+		handlerErrors: s.handlerErrors.Load(), panics: s.panics.Load(), dropped: s.dropped.Load()}
+}
+
+func (s *subscription) offer(d delivery) {
+	if s.stopped.Load() {
+		return
+	}
+	select {
+	case s.queue <- d:
+		s.dispatched.Add(1)
+		return
+	default:
+	}
+	if s.policy.block {
+		t := time.NewTimer(s.policy.timeout)
+		defer t.Stop()
+		select {
+		case s.queue <- d:
+			s.dispatched.Add(1)
+			return
+		case <-t.C:
+		case <-s.stop:
+		case <-s.bus.closing:
+		}
+	}
+	s.dropped.Add(1)
+	if !s.slow.Swap(true) {
+		s.bus.logger.Warn("stepevents bus: subscriber queue full, dropping events",
+			slog.String("subscriber", s.name), slog.String("pattern", s.pattern.String()),
+			slog.String("policy", s.policy.String()), slog.Int("queue_capacity", cap(s.queue)),
+			slog.String("event_name", d.ev.EventName), slog.String("event_id", d.ev.EventID.String()))
+	}
+}
+
+func (s *subscription) offerGap(g GapSignal) {
+	if s.stopped.Load() {
+		return
+	}
+	select {
+	case s.queue <- delivery{gap: &g}:
+	default:
+		s.pendingGap.Store(&g)
+	}
+}
+
+// run is the subscription's worker: it delivers queued events in order
+// until unsubscribed, or until Close seals the bus and the queue is drained
+// (or Close gives up).
+func (s *subscription) run() {
+	defer s.bus.wg.Done()
+	defer s.bus.retire(s)
+	for {
+		s.deliverPendingGap()
+		select {
+		case d := <-s.queue:
+			if !s.deliverable(d) {
+				return
+			}
+			s.deliver(d)
+		case <-s.stop:
+			s.discard()
+			return
+		case <-s.bus.sealed:
+			s.drain()
+			return
+		}
+	}
+}
+
+// deliverable reports whether the worker may hand d over: not once Close
+// gave up (d was counted as undelivered), and not once unsubscribed (d and
+// the rest of the queue are discarded).
+func (s *subscription) deliverable(d delivery) bool {
+	if s.bus.abandon.Load() {
+		return false
+	}
+	if s.stopped.Load() {
+		if d.gap == nil {
+			s.dropped.Add(1)
+		}
+		s.discard()
+		return false
+	}
+	return true
+}
+
+func (s *subscription) drain() {
+	for !s.bus.abandon.Load() {
+		s.deliverPendingGap()
+		select {
+		case d := <-s.queue:
+			if !s.deliverable(d) {
+				return
+			}
+			s.deliver(d)
+		default:
+			return
+		}
+	}
+}
+
+func (s *subscription) discard() {
+	for {
+		select {
+		case d := <-s.queue:
+			if d.gap == nil {
+				s.dropped.Add(1)
+			}
+		default:
+			return
+		}
+	}
+}
+
+func (s *subscription) deliverPendingGap() {
+	if s.pendingGap.Load() == nil {
+		return
+	}
+	if g := s.pendingGap.Swap(nil); g != nil && !s.stopped.Load() {
+		s.deliver(delivery{gap: g})
+	}
+}
+
+func (s *subscription) deliver(d delivery) {
+	if d.gap != nil {
+		if s.onGap != nil {
+			s.callGap(*d.gap)
+		}
+		return
+	}
+	ctx := s.ctx
+	if s.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.timeout)
+		defer cancel()
+	}
+	panicked, err := s.call(ctx, d.ev)
+	switch {
+	case panicked:
+		s.panics.Add(1)
+	case err != nil:
+		s.handlerErrors.Add(1)
+		s.bus.logger.Warn("stepevents bus: handler error",
+			slog.String("subscriber", s.name), slog.String("pattern", s.pattern.String()),
+			slog.String("event_name", d.ev.EventName), slog.String("event_id", d.ev.EventID.String()),
+			slog.String("err", err.Error()))
+	default:
+		s.delivered.Add(1)
+	}
+	if s.slow.Load() && len(s.queue) == 0 {
+		s.slow.Store(false)
+		s.bus.logger.Info("stepevents bus: subscriber caught up", slog.String("subscriber", s.name),
+			slog.String("pattern", s.pattern.String()), slog.Uint64("dropped_total", s.dropped.Load()))
+	}
+}
+
+// call runs the handler, recovering a panic: a recovered panic is a
+// failure, logged with its stack, and the worker carries on.
+func (s *subscription) call(ctx context.Context, ev Event) (panicked bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			panicked = true
+			s.bus.logger.Error("stepevents bus: handler panicked",
+				slog.String("subscriber", s.name), slog.String("pattern", s.pattern.String()),
+				slog.String("event_name", ev.EventName), slog.String("event_id", ev.EventID.String()),
+				slog.String("panic", fmt.Sprint(r)), slog.String("stack", string(debug.Stack())))
+		}
+	}()
+	return false, s.handler(ctx, ev)
+}
+
+func (s *subscription) callGap(g GapSignal) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.panics.Add(1)
+			s.bus.logger.Error("stepevents bus: gap handler panicked", slog.String("subscriber", s.name),
+				slog.String("panic", fmt.Sprint(r)), slog.String("stack", string(debug.Stack())))
+		}
+	}()
+	s.onGap(g)
+}

@@ -1,0 +1,423 @@
+package events_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/stepevents/stepevents/events"
+)
+
+// waitTimeout bounds waits for things that happen promptly; tests never
+// assert on elapsed time.
+const waitTimeout = 10 * time.Second
+
+func newEvent(name string) events.Event {
+	return events.Event{EventID: uuid.New(), EventName: name, EventVersion: events.EventVersion}
+}
+
+func newBus(t *testing.T, cfg events.BusConfig) *events.Bus {
+	t.Helper()
+	bus := events.NewBus(cfg)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		_, err := bus.Close(ctx)
+		require.NoError(t, err)
+	})
+	return bus
+}
+
+func wait(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(waitTimeout):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+func closeBus(t *testing.T, bus *events.Bus) events.CloseReport {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	rep, err := bus.Close(ctx)
+	require.NoError(t, err)
+	return rep
+}
+
+// TestBusSlowSubscriberDoesNotDelayOthers proves by ordering: the slow
+// handler cannot return until the fast subscriber has every event.
+func TestBusSlowSubscriberDoesNotDelayOthers(t *testing.T) {
+	t.Parallel()
+	bus := newBus(t, events.BusConfig{})
+	const n = 100
+	release := make(chan struct{})
+	var slowGot atomic.Int64
+	_, err := bus.Subscribe("order.*", func(ctx context.Context, ev events.Event) error {
+		<-release
+		slowGot.Add(1)
+		return nil
+	}, events.WithName("slow"))
+	require.NoError(t, err)
+	fastDone := make(chan struct{})
+	var fastNames []string
+	_, err = bus.Subscribe("order.*", func(ctx context.Context, ev events.Event) error {
+		fastNames = append(fastNames, ev.EventName)
+		if len(fastNames) == n {
+			close(fastDone)
+		}
+		return nil
+	}, events.WithName("fast"))
+	require.NoError(t, err)
+
+	want := make([]string, n)
+	for i := range n {
+		want[i] = fmt.Sprintf("order.e%d", i)
+		bus.Publish(newEvent(want[i])) // returns although "slow" is stuck
+	}
+	wait(t, fastDone, "the fast subscriber")
+	require.Equal(t, want, fastNames, "one subscriber sees events in publish order")
+	require.Zero(t, slowGot.Load(), "the slow subscriber has not finished one event yet")
+	close(release)
+	rep := closeBus(t, bus)
+	require.Equal(t, int64(n), slowGot.Load())
+	require.Zero(t, rep.Undelivered)
+	st := bus.Stats()
+	require.Equal(t, uint64(2*n), st.Delivered)
+	require.Zero(t, st.Dropped)
+}
+
+func TestBusPanickingSubscriberDoesNotStopOthers(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	bus := newBus(t, events.BusConfig{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	_, err := bus.Subscribe("*", func(ctx context.Context, ev events.Event) error {
+		panic(errors.New("boom"))
+	}, events.WithName("panicky"))
+	require.NoError(t, err)
+	got := make(chan string, 10)
+	_, err = bus.Subscribe("*", func(ctx context.Context, ev events.Event) error {
+		got <- ev.EventName
+		return nil
+	})
+	require.NoError(t, err)
+	for i := range 10 {
+		bus.Publish(newEvent(fmt.Sprintf("order.e%d", i)))
+	}
+	closeBus(t, bus)
+	require.Len(t, got, 10)
+	st := bus.Stats()
+	require.Equal(t, uint64(10), st.Panics, "every panic is recovered and counted; the subscriber stayed alive")
+	require.Equal(t, uint64(10), st.Delivered)
+	require.Contains(t, logs.String(), `"msg":"stepevents bus: handler panicked"`)
+	require.Contains(t, logs.String(), `"subscriber":"panicky"`)
+	require.Contains(t, logs.String(), `"panic":"boom"`)
+}
+
+// blockedSubscriber subscribes a handler that signals entered for each
+// event and then waits for release (or its ctx).
+func blockedSubscriber(t *testing.T, bus *events.Bus, opts ...events.SubscribeOption) (entered chan struct{}, release chan struct{}) {
+	t.Helper()
+	entered, release = make(chan struct{}, 100), make(chan struct{})
+	_, err := bus.Subscribe("*", func(ctx context.Context, ev events.Event) error {
+		entered <- struct{}{}
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}, opts...)
+	require.NoError(t, err)
+	return entered, release
+}
+
+func TestBusDropNewestCounts(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	bus := newBus(t, events.BusConfig{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	entered, release := blockedSubscriber(t, bus, events.WithQueueSize(2), events.WithName("tiny"))
+	bus.Publish(newEvent("order.e0"))
+	wait(t, entered, "the handler") // e0 is in the handler, the queue is empty
+	for i := 1; i <= 5; i++ {
+		bus.Publish(newEvent(fmt.Sprintf("order.e%d", i))) // e1, e2 queued; e3..e5 dropped
+	}
+	st := bus.Stats()
+	require.Equal(t, uint64(3), st.Dropped)
+	require.Equal(t, uint64(3), st.Dispatched)
+	require.Len(t, st.Subscribers, 1)
+	require.Equal(t, 2, st.Subscribers[0].QueueDepth)
+	require.Equal(t, 2, st.Subscribers[0].QueueCapacity)
+	require.Equal(t, "drop_newest", st.Subscribers[0].Policy)
+	require.Equal(t, 1, bytes.Count(logs.Bytes(), []byte("subscriber queue full")), "one warning per slow episode")
+	close(release)
+	closeBus(t, bus)
+	require.Equal(t, uint64(3), bus.Stats().Delivered)
+}
+
+func TestBusBlockPolicy(t *testing.T) {
+	t.Parallel()
+	bus := newBus(t, events.BusConfig{})
+	entered, release := blockedSubscriber(t, bus, events.WithQueueSize(1), events.WithOverflow(events.Block(time.Hour)))
+	bus.Publish(newEvent("order.e0"))
+	wait(t, entered, "the handler")
+	bus.Publish(newEvent("order.e1")) // fills the queue
+	published := make(chan struct{})
+	go func() {
+		bus.Publish(newEvent("order.e2")) // waits for room
+		close(published)
+	}()
+	select {
+	case <-published:
+		t.Fatal("Publish returned while the queue was full and the handler blocked")
+	default:
+	}
+	require.Equal(t, uint64(2), bus.Stats().Dispatched)
+	close(release)
+	wait(t, published, "the blocked Publish")
+	closeBus(t, bus)
+	st := bus.Stats()
+	require.Equal(t, uint64(3), st.Delivered)
+	require.Zero(t, st.Dropped)
+}
+
+func TestBusBlockPolicyTimesOut(t *testing.T) {
+	t.Parallel()
+	bus := newBus(t, events.BusConfig{})
+	entered, release := blockedSubscriber(t, bus, events.WithQueueSize(1), events.WithOverflow(events.Block(time.Millisecond)))
+	bus.Publish(newEvent("order.e0"))
+	wait(t, entered, "the handler")
+	bus.Publish(newEvent("order.e1"))
+	bus.Publish(newEvent("order.e2")) // gives up after the timeout
+	st := bus.Stats()
+	require.Equal(t, uint64(1), st.Dropped)
+	require.Equal(t, "block(1ms)", st.Subscribers[0].Policy)
+	close(release)
+}
+
+func TestBusCloseDrains(t *testing.T) {
+	t.Parallel()
+	bus := events.NewBus(events.BusConfig{})
+	entered, release := blockedSubscriber(t, bus)
+	for i := range 20 {
+		bus.Publish(newEvent(fmt.Sprintf("order.e%d", i)))
+	}
+	wait(t, entered, "the handler")
+	closed := make(chan struct{})
+	var rep events.CloseReport
+	var err error
+	go func() {
+		rep, err = bus.Close(context.Background())
+		close(closed)
+	}()
+	close(release)
+	wait(t, closed, "Close")
+	require.NoError(t, err)
+	require.Zero(t, rep.Undelivered)
+	require.LessOrEqual(t, rep.Queued, 19, "Close may seal the bus before or after the handler is released")
+	require.Equal(t, uint64(20), bus.Stats().Delivered)
+
+	bus.Publish(newEvent("order.late"))
+	require.Equal(t, uint64(1), bus.Stats().Rejected)
+	_, err = bus.Subscribe("*", func(context.Context, events.Event) error { return nil })
+	require.ErrorIs(t, err, events.ErrClosed)
+	rep2, err := bus.Close(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, rep, rep2, "Close is idempotent")
+}
+
+func TestBusCloseReportsUndelivered(t *testing.T) {
+	t.Parallel()
+	bus := events.NewBus(events.BusConfig{})
+	entered, _ := blockedSubscriber(t, bus) // never released: only ctx ends the handler
+	for i := range 6 {
+		bus.Publish(newEvent(fmt.Sprintf("order.e%d", i)))
+	}
+	wait(t, entered, "the handler")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rep, err := bus.Close(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, events.CloseReport{Queued: 5, Undelivered: 5}, rep)
+	require.Contains(t, err.Error(), "closed with 5 of 5 queued events undelivered")
+
+	// A second Close waits for the workers (the handler saw its ctx cancelled).
+	rep2, err2 := bus.Close(context.Background())
+	require.Equal(t, rep, rep2)
+	require.Equal(t, err, err2)
+	st := bus.Stats()
+	require.Equal(t, uint64(1), st.HandlerErrors)
+	require.Empty(t, st.Subscribers)
+}
+
+func TestBusUnsubscribeRemovesOnlyThatSubscription(t *testing.T) {
+	t.Parallel()
+	bus := newBus(t, events.BusConfig{})
+	var a, b atomic.Int64
+	unsubA, err := bus.Subscribe("order.*", func(context.Context, events.Event) error { a.Add(1); return nil })
+	require.NoError(t, err)
+	_, err = bus.Subscribe("order.*", func(context.Context, events.Event) error { b.Add(1); return nil })
+	require.NoError(t, err)
+	unsubA()
+	unsubA() // idempotent
+	bus.Publish(newEvent("order.validated"))
+	st := bus.Stats()
+	require.Len(t, st.Subscribers, 1)
+	closeBus(t, bus)
+	require.Zero(t, a.Load())
+	require.Equal(t, int64(1), b.Load())
+}
+
+func TestBusHandlerErrorsAndTimeout(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	bus := newBus(t, events.BusConfig{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	_, err := bus.Subscribe("payment.>", func(ctx context.Context, ev events.Event) error {
+		<-ctx.Done() // only the per-delivery timeout ends this
+		return fmt.Errorf("gave up: %w", ctx.Err())
+	}, events.WithHandlerTimeout(time.Millisecond), events.WithName("payments"))
+	require.NoError(t, err)
+	ev := newEvent("payment.failed.retryable")
+	bus.Publish(ev)
+	closeBus(t, bus)
+	require.Equal(t, uint64(1), bus.Stats().HandlerErrors)
+	var rec map[string]any
+	require.NoError(t, json.Unmarshal(logs.Bytes(), &rec))
+	require.Equal(t, "stepevents bus: handler error", rec["msg"])
+	require.Equal(t, "payment.>", rec["pattern"])
+	require.Equal(t, "payments", rec["subscriber"])
+	require.Equal(t, "payment.failed.retryable", rec["event_name"])
+	require.Equal(t, ev.EventID.String(), rec["event_id"])
+	require.Contains(t, rec["err"], "context deadline exceeded")
+}
+
+func TestBusSubscribeRejectsInvalid(t *testing.T) {
+	t.Parallel()
+	bus := newBus(t, events.BusConfig{})
+	ok := func(context.Context, events.Event) error { return nil }
+	_, err := bus.Subscribe("pay*", ok)
+	require.ErrorIs(t, err, events.ErrInvalidInput)
+	require.Contains(t, err.Error(), `"pay*"`)
+	_, err = bus.Subscribe("*", nil)
+	require.ErrorIs(t, err, events.ErrInvalidInput)
+	_, err = bus.Subscribe("*", ok, events.WithQueueSize(0))
+	require.ErrorContains(t, err, "queue size must be > 0")
+	_, err = bus.Subscribe("*", ok, events.WithOverflow(events.Block(0)))
+	require.ErrorContains(t, err, "Block needs a timeout > 0")
+	_, err = bus.SubscribeGap(nil)
+	require.ErrorIs(t, err, events.ErrInvalidInput)
+}
+
+func TestBusRoutesByPattern(t *testing.T) {
+	t.Parallel()
+	bus := newBus(t, events.BusConfig{})
+	var mu sync.Mutex
+	got := map[string][]string{}
+	for _, p := range []string{"*", "payment.*", "payment.>", "payment.processed", "*.failed.*", "order.validated"} {
+		_, err := bus.Subscribe(p, func(_ context.Context, ev events.Event) error {
+			mu.Lock()
+			defer mu.Unlock()
+			got[p] = append(got[p], ev.EventName)
+			return nil
+		})
+		require.NoError(t, err)
+	}
+	for _, n := range []string{"payment.processed", "payment.failed.retryable", "order.validated"} {
+		bus.Publish(newEvent(n))
+	}
+	closeBus(t, bus)
+	require.Equal(t, map[string][]string{
+		"*":                 {"payment.processed", "payment.failed.retryable", "order.validated"},
+		"payment.*":         {"payment.processed"},
+		"payment.>":         {"payment.processed", "payment.failed.retryable"},
+		"payment.processed": {"payment.processed"},
+		"*.failed.*":        {"payment.failed.retryable"},
+		"order.validated":   {"order.validated"},
+	}, got)
+}
+
+func TestBusGapSignals(t *testing.T) {
+	t.Parallel()
+	bus := newBus(t, events.BusConfig{})
+	gaps := make(chan events.GapSignal, 1)
+	_, err := bus.SubscribeGap(func(g events.GapSignal) { gaps <- g })
+	require.NoError(t, err)
+	var order []string
+	_, err = bus.Subscribe("*", func(_ context.Context, ev events.Event) error {
+		order = append(order, ev.EventName)
+		return nil
+	}, events.WithGapHandler(func(g events.GapSignal) { order = append(order, fmt.Sprintf("gap#%d", g.Reconnects)) }))
+	require.NoError(t, err)
+	bus.Publish(newEvent("order.before"))
+	bus.PublishGap(events.GapSignal{Channel: "c", Reconnects: 1})
+	bus.Publish(newEvent("order.after"))
+	closeBus(t, bus)
+	require.Equal(t, []string{"order.before", "gap#1", "order.after"}, order, "a gap arrives in order with the events")
+	require.Equal(t, uint64(1), (<-gaps).Reconnects)
+	st := bus.Stats()
+	require.Equal(t, uint64(1), st.Gaps)
+	require.Equal(t, uint64(2), st.Delivered, "gaps are not counted as events")
+}
+
+func TestBusStatsJSON(t *testing.T) {
+	t.Parallel()
+	bus := newBus(t, events.BusConfig{})
+	_, err := bus.Subscribe("order.*", func(context.Context, events.Event) error { return nil }, events.WithName("orders"))
+	require.NoError(t, err)
+	b, err := json.Marshal(bus.Stats())
+	require.NoError(t, err)
+	for _, k := range []string{`"published":`, `"dispatched":`, `"delivered":`, `"handler_errors":`, `"panics":`,
+		`"dropped":`, `"subscribers":[{`, `"queue_depth":`, `"queue_capacity":`, `"pattern":"order.*"`, `"name":"orders"`} {
+		require.Contains(t, string(b), k)
+	}
+}
+
+func TestBusPublishDoesNotAllocate(t *testing.T) {
+	bus := newBus(t, events.BusConfig{QueueSize: 1})
+	for range 10 {
+		_, err := bus.Subscribe("order.*", func(context.Context, events.Event) error { return nil })
+		require.NoError(t, err)
+	}
+	ev := newEvent("order.validated")
+	n := testing.AllocsPerRun(200, func() { bus.Publish(ev) })
+	require.Zero(t, n)
+}
+
+// BenchmarkBusDispatch measures Publish to 1, 10 and 100 matching
+// subscribers (among as many non-matching ones) whose handlers do nothing.
+// Publishing outpaces the workers, so part of the events are dropped: the
+// number is the publisher's cost, which must not allocate.
+func BenchmarkBusDispatch(b *testing.B) {
+	for _, n := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
+			bus := events.NewBus(events.BusConfig{})
+			for i := range n {
+				_, err := bus.Subscribe("order.*", func(context.Context, events.Event) error { return nil })
+				require.NoError(b, err)
+				_, err = bus.Subscribe(fmt.Sprintf("other%d.>", i), func(context.Context, events.Event) error { return nil })
+				require.NoError(b, err)
+			}
+			ev := newEvent("order.validated")
+			b.ReportAllocs()
+			for b.Loop() {
+				bus.Publish(ev)
+			}
+			b.StopTimer()
+			st := bus.Stats()
+			b.ReportMetric(float64(st.Dropped)/float64(st.Dropped+st.Dispatched), "drop_ratio")
+			_, err := bus.Close(context.Background())
+			require.NoError(b, err)
+		})
+	}
+}
