@@ -335,9 +335,11 @@ func (b *Bus) Close(ctx context.Context) (CloseReport, error) {
 	case <-ctx.Done():
 	}
 	b.abandonOnce.Do(func() {
+		// Count before cancelling: a worker whose handler returns exits and
+		// leaves the bus's subscription list.
 		b.abandon.Store(true)
-		b.cancel()
 		b.report.Undelivered = b.queued()
+		b.cancel()
 		b.reportErr = fmt.Errorf("stepevents bus: closed with %d of %d queued events undelivered: %w",
 			b.report.Undelivered, b.report.Queued, ctx.Err())
 		b.logger.Warn("stepevents bus: close timed out", slog.Int("undelivered", b.report.Undelivered),

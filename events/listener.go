@@ -221,8 +221,9 @@ func (l *Listener) Start(ctx context.Context) error {
 }
 
 // Stop closes the connection and stops the goroutines; envelopes not yet
-// handed to the bus are dropped. It waits until they have exited or ctx
-// ends. It does not close the bus. Stop is idempotent.
+// handed to the bus are dropped. It waits until they have exited (a Publish
+// waiting on a Block subscriber finishes first) or ctx ends. It does not
+// close the bus: stop the listener, then close the bus. Stop is idempotent.
 func (l *Listener) Stop(ctx context.Context) error {
 	l.mu.Lock()
 	cancel, done := l.cancel, l.done
@@ -264,7 +265,7 @@ func (l *Listener) connect(ctx context.Context) (*pgx.Conn, error) {
 	defer cancel()
 	conn, err := pgx.ConnectConfig(cctx, l.connConfig.Copy())
 	if err != nil {
-		return nil, fmt.Errorf("error connecting: %w", err)
+		return nil, fmt.Errorf("opening the dedicated LISTEN connection: %w", err)
 	}
 	return conn, nil
 }
@@ -384,7 +385,9 @@ func (l *Listener) dispatchLoop(ctx context.Context) {
 				continue
 			}
 			for _, raw := range it.env.Events {
-				l.publish(raw)
+				if ev, ok := l.decode(raw); ok {
+					l.publish(ev)
+				}
 			}
 			if len(it.env.Refs) > 0 {
 				l.resolve(ctx, it.env.Refs)
@@ -393,22 +396,27 @@ func (l *Listener) dispatchLoop(ctx context.Context) {
 	}
 }
 
-func (l *Listener) publish(raw []byte) bool {
+// decode checks one event of an accepted envelope; a bad one is dropped
+// and counted as malformed.
+func (l *Listener) decode(raw []byte) (Event, bool) {
 	var ev Event
 	if err := json.Unmarshal(raw, &ev); err != nil {
 		l.droppedMalformed.Add(1)
 		l.logger.Warn("stepevents listener: dropped an event that does not decode", slog.String("err", err.Error()))
-		return false
+		return Event{}, false
 	}
 	if err := template.ValidEventName(ev.EventName); err != nil {
 		l.droppedMalformed.Add(1)
 		l.logger.Warn("stepevents listener: dropped an event with an invalid name",
 			slog.String("event_id", ev.EventID.String()), slog.String("err", err.Error()))
-		return false
+		return Event{}, false
 	}
+	return ev, true
+}
+
+func (l *Listener) publish(ev Event) {
 	l.published.Add(1)
 	l.bus.Publish(ev)
-	return true
 }
 
 // resolve fetches stashed events through the pool (never the LISTEN
@@ -438,11 +446,13 @@ func (l *Listener) resolve(ctx context.Context, refs []uuid.UUID) {
 				slog.String("event_id", id.String()))
 			continue
 		}
-		if l.publish(raw) {
-			l.refsResolved.Add(1)
-		} else {
+		ev, ok := l.decode(raw)
+		if !ok {
 			l.refErrors.Add(1)
+			continue
 		}
+		l.refsResolved.Add(1)
+		l.publish(ev)
 	}
 }
 
