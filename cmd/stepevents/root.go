@@ -74,8 +74,15 @@ func (a *app) rootCmd() *cobra.Command {
 		"PostgreSQL URL (default from DATABASE_URL)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
 	root.AddCommand(a.migrateCmd(), a.templateCmd(), a.taskCmd(), a.stepCmd())
+	for _, c := range moreCommands {
+		root.AddCommand(c(a))
+	}
 	return root
 }
+
+// moreCommands lets each command file register itself from init, so command
+// groups can be added without touching this file.
+var moreCommands []func(*app) *cobra.Command
 
 // group returns a command that only holds subcommands: run without one (or
 // with an unknown one) it is a usage error.
