@@ -159,8 +159,30 @@ func checkDocument(doc json.RawMessage, what string) error {
 	if !json.Valid(doc) {
 		return fmt.Errorf("%s is not valid JSON: %w", what, ErrInvalidInput)
 	}
-	if strings.Contains(string(doc), `\u0000`) {
+	if hasNULEscape(doc) {
 		return fmt.Errorf("%s contains \\u0000, which PostgreSQL jsonb cannot store: %w", what, ErrInvalidInput)
 	}
 	return nil
+}
+
+// hasNULEscape reports a JSON \u0000 escape: the text \u0000 preceded by an
+// even number of backslashes (an escaped backslash followed by "u0000" is
+// ordinary text and jsonb stores it fine).
+func hasNULEscape(doc []byte) bool {
+	s := string(doc)
+	for i := strings.Index(s, `\u0000`); i >= 0; {
+		n := 0
+		for j := i - 1; j >= 0 && s[j] == '\\'; j-- {
+			n++
+		}
+		if n%2 == 0 {
+			return true
+		}
+		next := strings.Index(s[i+1:], `\u0000`)
+		if next < 0 {
+			return false
+		}
+		i += 1 + next
+	}
+	return false
 }
