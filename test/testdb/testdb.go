@@ -28,6 +28,7 @@ import (
 // container started for them and fails on leaked goroutines.
 func Main(m *testing.M) {
 	code := m.Run()
+	examples.runCleanups()
 	stopDocker()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
@@ -66,7 +67,7 @@ func NewEmptyURL(t testing.TB) string {
 }
 
 // Custom returns a fresh database built by m, from the server of ServerURL.
-func Custom(t testing.TB, m pgtestdb.Migrator) *pgtestdb.Config {
+func Custom(t pgtestdb.TB, m pgtestdb.Migrator) *pgtestdb.Config {
 	t.Helper()
 	admin, err := ServerURL()
 	if err != nil {
