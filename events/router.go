@@ -15,7 +15,8 @@ import (
 
 // recorded is the document stepevents.record_step_result returns.
 type recorded struct {
-	Succeeded   bool  `json:"succeeded"`
+	StepRow     stepRowJSON `json:"step"`
+	Succeeded   bool        `json:"succeeded"`
 	IsRetryable *bool `json:"is_retryable"`
 	TemplateID  int64 `json:"template_id"`
 	Task        struct {
@@ -118,11 +119,7 @@ func (c *Client) record(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, p db
 			return nil, err
 		}
 	}
-	step, err := GetStep(ctx, tx, stepUUID)
-	if err != nil {
-		return nil, err
-	}
-	comp.Step = step
+	comp.Step = rec.StepRow.step()
 	return comp, nil
 }
 

@@ -114,3 +114,37 @@ func deref[T any](p *T) T {
 	}
 	return *p
 }
+
+// stepRowJSON is a workflow_steps row as to_jsonb renders it, so a function
+// can return the step with the rest of its answer in one round trip.
+type stepRowJSON struct {
+	StepUUID              uuid.UUID       `json:"step_uuid"`
+	TaskUUID              uuid.UUID       `json:"task_uuid"`
+	Name                  string          `json:"name"`
+	Handler               string          `json:"handler"`
+	State                 string          `json:"state"`
+	Retryable             bool            `json:"retryable"`
+	MaxAttempts           int             `json:"max_attempts"`
+	Attempts              int             `json:"attempts"`
+	Backoff               string          `json:"backoff"`
+	BackoffBaseMS         int             `json:"backoff_base_ms"`
+	MaxBackoffMS          int             `json:"max_backoff_ms"`
+	TimeoutSeconds        int             `json:"timeout_seconds"`
+	LastAttemptedAt       *time.Time      `json:"last_attempted_at"`
+	LastFailureAt         *time.Time      `json:"last_failure_at"`
+	BackoffRequestSeconds *float64        `json:"backoff_request_seconds"`
+	NextRetryAt           *time.Time      `json:"next_retry_at"`
+	Results               json.RawMessage `json:"results"`
+	LastError             json.RawMessage `json:"last_error"`
+}
+
+func (r stepRowJSON) step() Step {
+	s := Step(r)
+	if string(s.Results) == "null" {
+		s.Results = nil
+	}
+	if string(s.LastError) == "null" {
+		s.LastError = nil
+	}
+	return s
+}

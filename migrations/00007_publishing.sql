@@ -66,6 +66,7 @@ BEGIN
     SELECT * INTO t FROM stepevents.tasks WHERE task_uuid = s.task_uuid;
 
     RETURN jsonb_build_object(
+        'step', to_jsonb(s),
         'succeeded', p_succeeded,
         'is_retryable', v_retryable,
         'template_id', t.template_id,
