@@ -17,8 +17,8 @@ import (
 type recorded struct {
 	StepRow     stepRowJSON `json:"step"`
 	Succeeded   bool        `json:"succeeded"`
-	IsRetryable *bool `json:"is_retryable"`
-	TemplateID  int64 `json:"template_id"`
+	IsRetryable *bool       `json:"is_retryable"`
+	TemplateID  int64       `json:"template_id"`
 	Task        struct {
 		TaskUUID      uuid.UUID       `json:"task_uuid"`
 		Namespace     string          `json:"namespace"`
