@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -14,6 +15,10 @@ import (
 // template version never changes once applied, so it is cached for good.
 type templateDecls struct {
 	byKey map[string]declInfo // step + "\x00" + event
+	// stepRedact is, per step, the union of its declarations' durable_redact
+	// pointers: the step's result is redacted with them wherever it appears
+	// in a durable copy, including later steps' dependency_results.
+	stepRedact map[string][]string
 }
 
 type declInfo struct {
@@ -31,7 +36,7 @@ func (c *Client) templateDecls(ctx context.Context, tx pgx.Tx, templateID int64)
 	if err != nil {
 		return nil, mapError(err, fmt.Sprintf("error reading event declarations of template %d", templateID))
 	}
-	t := &templateDecls{byKey: map[string]declInfo{}}
+	t := &templateDecls{byKey: map[string]declInfo{}, stepRedact: map[string][]string{}}
 	for _, r := range rows {
 		info := declInfo{redact: r.DurableRedact}
 		if len(r.Schema) > 0 {
@@ -42,6 +47,11 @@ func (c *Client) templateDecls(ctx context.Context, tx pgx.Tx, templateID int64)
 			info.schema = s
 		}
 		t.byKey[r.StepName+"\x00"+r.EventName] = info
+		for _, p := range r.DurableRedact {
+			if !slices.Contains(t.stepRedact[r.StepName], p) {
+				t.stepRedact[r.StepName] = append(t.stepRedact[r.StepName], p)
+			}
+		}
 	}
 	c.decls.Store(templateID, t)
 	return t, nil

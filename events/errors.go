@@ -38,6 +38,7 @@ const (
 	codeUndefinedTable    = "42P01"
 	codeInvalidText       = "22P02"
 	codeUntranslatable    = "22P05"
+	codeBadEncoding       = "22021"
 	codeCheckViolation    = "23514"
 )
 
@@ -60,7 +61,7 @@ func mapError(err error, doing string) error {
 			sentinel = ErrIllegalTransition
 		case codeNotReady:
 			sentinel = ErrStepNotReady
-		case codeInvalid, codeUnknownCondition, codeInvalidText, codeUntranslatable, codeCheckViolation:
+		case codeInvalid, codeUnknownCondition, codeInvalidText, codeUntranslatable, codeBadEncoding, codeCheckViolation:
 			sentinel = ErrInvalidInput
 		case codeUndefinedTable:
 			sentinel = ErrQueueMissing

@@ -57,25 +57,44 @@ func removePointer(v any, path []string) any {
 	return v
 }
 
-// redactEvent removes the pointers from the business payload, from the
-// result in execution_result and from workflow_step.results in the step
-// context: every place the durable copy would otherwise carry them.
-func redactEvent(ev *Event, pointers []string) error {
-	var err error
-	if ev.Payload.Payload, err = redact(ev.Payload.Payload, pointers); err != nil {
-		return err
+// durableRedactions lists the pointers to remove from a durable copy's step
+// context: this step's result (with this event's pointers) and each parent's
+// result in dependency_results (with the union of that parent's pointers).
+// The result also travels in execution_result and the step context, so
+// redacting only the business payload would leak it anyway.
+func durableRedactions(sc *StepContext, decls *templateDecls, own []string) []string {
+	var out []string
+	for _, p := range own {
+		out = append(out, "/workflow_step/results"+p)
 	}
-	if len(ev.Payload.ExecutionResult.Result) > 0 {
-		if ev.Payload.ExecutionResult.Result, err = redact(ev.Payload.ExecutionResult.Result, pointers); err != nil {
+	for parent := range sc.DependencyResults {
+		for _, p := range decls.stepRedact[parent] {
+			out = append(out, "/dependency_results/"+escapePointerToken(parent)+p)
+		}
+	}
+	return out
+}
+
+func escapePointerToken(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
+
+// redactEvent removes own from the business payload and the execution
+// result, and sequence (pointers into task_sequence_step) from the step context.
+func redactEvent(ev *Event, own, sequence []string) error {
+	var err error
+	if len(own) > 0 {
+		if ev.Payload.Payload, err = redact(ev.Payload.Payload, own); err != nil {
 			return err
 		}
-	}
-	if len(ev.Payload.TaskSequenceStep) > 0 {
-		prefixed := make([]string, len(pointers))
-		for i, p := range pointers {
-			prefixed[i] = "/workflow_step/results" + p
+		if len(ev.Payload.ExecutionResult.Result) > 0 {
+			if ev.Payload.ExecutionResult.Result, err = redact(ev.Payload.ExecutionResult.Result, own); err != nil {
+				return err
+			}
 		}
-		if ev.Payload.TaskSequenceStep, err = redact(ev.Payload.TaskSequenceStep, prefixed); err != nil {
+	}
+	if len(sequence) > 0 && len(ev.Payload.TaskSequenceStep) > 0 {
+		if ev.Payload.TaskSequenceStep, err = redact(ev.Payload.TaskSequenceStep, sequence); err != nil {
 			return err
 		}
 	}

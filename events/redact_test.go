@@ -22,6 +22,13 @@ steps:
         description: internal copy keeps the card data, the public one does not
         delivery_mode: broadcast
         durable_redact: [/card/number, /internal_note]
+  - name: receipt
+    handler: {callable: receipt}
+    dependencies: [charge]
+    publishes_events:
+      - name: receipt.sent
+        description: carries the charge result in dependency_results
+        delivery_mode: durable
 `
 
 // The durable copy of a broadcast loses the redacted fields; the fast copy,
@@ -50,4 +57,14 @@ func TestDurableRedaction(t *testing.T) {
 	fast := l.collect(t, 1)
 	require.Equal(t, durable.EventID, fast[0].EventID)
 	require.JSONEq(t, result, string(fast[0].Payload.Payload))
+
+	// A later step's durable event carries the charge result among its
+	// dependency_results: redacted there too.
+	b.complete(t, steps[1].StepUUID, `{"sent":true}`)
+	var receipt []byte
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT message FROM pgmq.q_redact_ns_domain_events
+		WHERE message->>'event_name' = 'receipt.sent'`).Scan(&receipt))
+	require.NotContains(t, string(receipt), "4242424242424242")
+	require.NotContains(t, string(receipt), "vip")
+	require.Contains(t, string(receipt), `"brand": "visa"`, "the rest of the parent's result stays")
 }

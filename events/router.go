@@ -220,10 +220,8 @@ func (c *Client) buildEvent(sc *StepContext, d Declaration, e Emit, firedBy stri
 	}
 	if mode == template.DeliveryDurable || mode == template.DeliveryBroadcast {
 		durable := full
-		if len(info.redact) > 0 {
-			// The result also travels in execution_result and in the step
-			// context; redact it there too, or the field leaks anyway.
-			if err := redactEvent(&ev, info.redact); err != nil {
+		if redactions := durableRedactions(sc, decls, info.redact); len(redactions) > 0 {
+			if err := redactEvent(&ev, info.redact, redactions); err != nil {
 				return fmt.Errorf("error redacting %s: %w", e.Name, err)
 			}
 			if durable, err = json.Marshal(ev); err != nil {

@@ -57,6 +57,11 @@ func Readiness(ctx context.Context, dbtx Executor, taskUUID uuid.UUID, stepUUIDs
 	if err != nil {
 		return nil, mapError(err, fmt.Sprintf("error reading readiness of task %s", taskUUID))
 	}
+	if len(rows) == 0 {
+		if _, err := GetTask(ctx, dbtx, taskUUID); err != nil {
+			return nil, err
+		}
+	}
 	out := make([]StepReadiness, 0, len(rows))
 	for _, r := range rows {
 		out = append(out, readinessFromRow(r))

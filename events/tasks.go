@@ -35,6 +35,9 @@ func (p CreateTaskParams) ref() string {
 // transaction, after validating its context against the template's
 // input_schema. It returns the task uuid (a UUIDv7).
 func CreateTask(ctx context.Context, dbtx Executor, p CreateTaskParams) (uuid.UUID, error) {
+	if err := template.ValidNamespace(p.Namespace); err != nil {
+		return uuid.Nil, fmt.Errorf("error creating task from %s: %w: %w", p.ref(), err, ErrInvalidInput)
+	}
 	q := db.New()
 	var version *string
 	if p.Version != "" {

@@ -122,6 +122,10 @@ func (d *decoder) str(n *yaml.Node, path string) (string, bool) {
 		d.typeError(n, path, "a string")
 		return "", false
 	}
+	if strings.ContainsRune(r.Value, 0) {
+		d.errorf(n, path, "contains a NUL character, which PostgreSQL text cannot store")
+		return "", false
+	}
 	return r.Value, true
 }
 
