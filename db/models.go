@@ -10,6 +10,12 @@ import (
 	"github.com/google/uuid"
 )
 
+type StepeventsConsumedEvent struct {
+	Consumer  string
+	EventID   uuid.UUID
+	HandledAt time.Time
+}
+
 type StepeventsEventDeclaration struct {
 	TemplateID    int64
 	StepName      string

@@ -1,0 +1,299 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stepevents/stepevents/db"
+	"github.com/stepevents/stepevents/events"
+)
+
+// ackTimeout bounds acknowledging, releasing or dead-lettering a message
+// after the caller's ctx was cancelled: the handler's work is done and
+// should not be redone for want of one short statement.
+const ackTimeout = 5 * time.Second
+
+// Consumer reads one namespace queue and hands each event to a handler (see
+// the package documentation for the guarantees). It is safe for concurrent
+// use: several goroutines or processes may consume the same queue, and
+// never get the same visible message at once.
+type Consumer struct {
+	pool    *pgxpool.Pool
+	cfg     Config
+	queue   string
+	queries *db.Queries
+	stats   stats
+}
+
+// New returns a Consumer of cfg.Namespace's queue on pool. It fails on an
+// invalid namespace or negative settings; a queue that does not exist is
+// reported by the first read (wrapping events.ErrQueueMissing).
+func New(pool *pgxpool.Pool, cfg Config) (*Consumer, error) {
+	if pool == nil {
+		return nil, fmt.Errorf("stepevents consumer: pool is required: %w", events.ErrInvalidInput)
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Consumer{pool: pool, cfg: cfg, queue: cfg.Namespace + QueueSuffix, queries: db.New()}, nil
+}
+
+// Queue is the pgmq queue the consumer reads.
+func (c *Consumer) Queue() string { return c.queue }
+
+// DeadLetterQueue is the pgmq queue failed messages are moved to.
+func (c *Consumer) DeadLetterQueue() string { return c.queue + DeadLetterSuffix }
+
+// Config returns the consumer's settings, defaults filled in.
+func (c *Consumer) Config() Config { return c.cfg }
+
+// Stats returns the consumer's totals so far.
+func (c *Consumer) Stats() Stats { return c.stats.snapshot() }
+
+// Run consumes until ctx is cancelled, then returns nil: the handler call in
+// progress gets the cancelled ctx, and the batch's messages not yet handled
+// are made visible again at once. It reads again at once after a full
+// batch and waits PollInterval otherwise, or after a database error (which
+// it logs and retries). It returns an error only for a nil handler or a
+// missing queue.
+func (c *Consumer) Run(ctx context.Context, handler HandlerFunc) error {
+	if handler == nil {
+		return fmt.Errorf("stepevents consumer: Run with a nil handler: %w", events.ErrInvalidInput)
+	}
+	c.cfg.Logger.Info("stepevents consumer: consuming", slog.String("queue", c.queue),
+		slog.Duration("visibility_timeout", c.cfg.VisibilityTimeout), slog.Int("max_reads", c.cfg.MaxReads))
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		res, err := c.ProcessOnce(ctx, handler)
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := time.Duration(0)
+		switch {
+		case errors.Is(err, events.ErrQueueMissing):
+			return err
+		case err != nil:
+			c.cfg.Logger.Error("stepevents consumer: error consuming; retrying", slog.String("queue", c.queue),
+				slog.String("err", err.Error()), slog.Duration("retry_in", c.cfg.PollInterval))
+			wait = c.cfg.PollInterval
+		case res.Read < c.cfg.BatchSize:
+			wait = c.cfg.PollInterval
+		}
+		if wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-timer.C:
+			}
+		}
+	}
+}
+
+// message is one row of pgmq.read.
+type message struct {
+	Delivery
+	event events.Event
+}
+
+// ProcessOnce reads one batch (up to BatchSize visible messages) and handles
+// it, message by message, acknowledging each as soon as its handler
+// returns. It returns what it did; an error means a database statement
+// failed (the messages it concerned reappear after the visibility timeout).
+// An empty queue is Result{} and no error.
+func (c *Consumer) ProcessOnce(ctx context.Context, handler HandlerFunc) (Result, error) {
+	return c.ProcessUpTo(ctx, c.cfg.BatchSize, handler)
+}
+
+// ProcessUpTo is ProcessOnce reading at most n messages (1 when n < 1), for
+// callers that must not take more than they will handle, such as a
+// consumer told to stop after a number of events.
+func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) (Result, error) {
+	if handler == nil {
+		return Result{}, fmt.Errorf("stepevents consumer: ProcessOnce with a nil handler: %w", events.ErrInvalidInput)
+	}
+	msgs, err := c.read(ctx, max(n, 1))
+	if err != nil {
+		c.stats.add(Result{}, 1)
+		return Result{}, err
+	}
+	res := Result{Read: len(msgs)}
+	errs := 0
+	var dbErr error
+	for i := range msgs {
+		if ctx.Err() != nil || dbErr != nil {
+			// Stopping, or the database failed: give the rest back unhandled.
+			if dbErr == nil {
+				released, err := c.release(ctx, msgs[i:])
+				res.Released += released
+				res.Failed += len(msgs) - i - released
+				if err != nil {
+					errs++
+					dbErr = err
+				}
+			} else {
+				res.Failed += len(msgs) - i
+			}
+			break
+		}
+		out, err := c.process(ctx, handler, &msgs[i])
+		res.add(out)
+		if err != nil {
+			errs++
+			dbErr = err
+		}
+	}
+	c.stats.add(res, errs)
+	return res, dbErr
+}
+
+// read takes up to n visible messages, hiding them for the visibility
+// timeout and counting a read on each.
+func (c *Consumer) read(ctx context.Context, n int) ([]message, error) {
+	rows, err := c.pool.Query(ctx,
+		`SELECT msg_id, read_ct, enqueued_at, vt, message, headers FROM pgmq.read($1::text, $2::integer, $3::integer)`,
+		c.queue, int(c.cfg.VisibilityTimeout/time.Second), n)
+	if err != nil {
+		return nil, c.readError(err)
+	}
+	defer rows.Close()
+	var out []message
+	for rows.Next() {
+		m := message{Delivery: Delivery{Queue: c.queue}}
+		var hdr []byte
+		if err := rows.Scan(&m.MsgID, &m.ReadCount, &m.EnqueuedAt, &m.VisibleAt, &m.Message, &hdr); err != nil {
+			return nil, fmt.Errorf("stepevents consumer: error reading queue %q: %w", c.queue, err)
+		}
+		if len(hdr) > 0 {
+			_ = json.Unmarshal(hdr, &m.Headers) // headers are informational; a non-object is ignored
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, c.readError(err)
+	}
+	return out, nil
+}
+
+func (c *Consumer) readError(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P01" {
+		return fmt.Errorf("stepevents consumer: queue %q does not exist; apply a template of namespace %q first: %w",
+			c.queue, c.cfg.Namespace, events.ErrQueueMissing)
+	}
+	return fmt.Errorf("stepevents consumer: error reading queue %q: %w", c.queue, err)
+}
+
+// process handles one message and settles it: acknowledged, left to
+// reappear, released or dead-lettered. The error is a database error.
+func (c *Consumer) process(ctx context.Context, handler HandlerFunc, m *message) (Result, error) {
+	if m.ReadCount > c.cfg.MaxReads {
+		return c.deadLetter(ctx, m, fmt.Sprintf(
+			"read %d times (max reads %d) without an answer: earlier consumers crashed, timed out or lost their connection",
+			m.ReadCount, c.cfg.MaxReads))
+	}
+	if err := decode(m); err != nil {
+		return c.deadLetter(ctx, m, err.Error())
+	}
+	herr := c.call(ctx, handler, m)
+	switch {
+	case herr == nil:
+		return Result{Handled: 1}, c.ack(ctx, m)
+	case errors.Is(herr, ErrDuplicate):
+		return Result{Duplicates: 1}, c.ack(ctx, m)
+	case errors.Is(herr, ErrPermanent):
+		return c.deadLetter(ctx, m, herr.Error())
+	case ctx.Err() != nil:
+		n, err := c.release(ctx, []message{*m})
+		return Result{Released: n, Failed: 1 - n}, err
+	case m.ReadCount >= c.cfg.MaxReads:
+		return c.deadLetter(ctx, m, herr.Error())
+	default:
+		c.cfg.Logger.Warn("stepevents consumer: handler failed; the message reappears after the visibility timeout",
+			c.attrs(m, slog.String("err", herr.Error()), slog.Duration("retry_in", time.Until(m.VisibleAt)))...)
+		return Result{Failed: 1}, nil
+	}
+}
+
+// decode parses the message as an event; a message that is not one can
+// never be handled, so it is dead-lettered at once.
+func decode(m *message) error {
+	if err := json.Unmarshal(m.Message, &m.event); err != nil {
+		return fmt.Errorf("malformed event: %v", err)
+	}
+	if m.event.EventName == "" || m.event.EventID == uuid.Nil {
+		return errors.New("malformed event: event_name or event_id missing")
+	}
+	return nil
+}
+
+// call runs the handler with the handler timeout, turning a panic into an
+// error so one bad event cannot kill the consumer.
+func (c *Consumer) call(ctx context.Context, handler HandlerFunc, m *message) (err error) {
+	hctx, cancel := context.WithTimeout(ctx, c.cfg.HandlerTimeout)
+	defer cancel()
+	defer func() {
+		if v := recover(); v != nil {
+			err = panicError(v)
+			c.cfg.Logger.Error("stepevents consumer: handler panicked",
+				c.attrs(m, slog.Any("panic", v), slog.String("stack", string(debug.Stack())))...)
+		}
+	}()
+	return handler(hctx, m.event, m.Delivery)
+}
+
+// ack deletes (or archives) a handled message. A message already gone was
+// acknowledged by a consumer that read it after our visibility timeout ran
+// out: the handler ran twice, which at-least-once allows.
+func (c *Consumer) ack(ctx context.Context, m *message) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackTimeout)
+	defer cancel()
+	fn, verb := "pgmq.delete", "deleting"
+	if c.cfg.Archive {
+		fn, verb = "pgmq.archive", "archiving"
+	}
+	var done bool
+	if err := c.pool.QueryRow(ctx, `SELECT `+fn+`($1::text, $2::bigint)`, c.queue, m.MsgID).Scan(&done); err != nil {
+		return fmt.Errorf("stepevents consumer: error %s message %d of %q: %w", verb, m.MsgID, c.queue, err)
+	}
+	if !done {
+		c.cfg.Logger.Warn("stepevents consumer: message already acknowledged by another consumer (handler outlived the visibility timeout)",
+			c.attrs(m)...)
+	}
+	return nil
+}
+
+// release makes messages visible again at once (vt = now); it returns how
+// many it released.
+func (c *Consumer) release(ctx context.Context, msgs []message) (int, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackTimeout)
+	defer cancel()
+	n := 0
+	for _, m := range msgs {
+		tag, err := c.pool.Exec(ctx, `SELECT pgmq.set_vt($1::text, $2::bigint, 0::integer)`, c.queue, m.MsgID)
+		if err != nil {
+			return n, fmt.Errorf("stepevents consumer: error releasing message %d of %q: %w", m.MsgID, c.queue, err)
+		}
+		if tag.RowsAffected() > 0 {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (c *Consumer) attrs(m *message, extra ...any) []any {
+	return append([]any{slog.String("queue", c.queue), slog.Int64("msg_id", m.MsgID),
+		slog.Int("read_ct", m.ReadCount), slog.String("event_name", m.event.EventName),
+		slog.String("event_id", m.event.EventID.String())}, extra...)
+}

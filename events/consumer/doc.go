@@ -1,0 +1,22 @@
+// Package consumer reads a namespace's durable domain events from its pgmq
+// queue ({namespace}_domain_events) and hands them to a handler.
+//
+// # Guarantees
+//
+// Delivery is at-least-once. A message read by a consumer is hidden from the
+// others for the visibility timeout (reads use FOR UPDATE SKIP LOCKED, so
+// concurrent consumers never get the same visible message). When the handler
+// returns nil the message is deleted (or archived); when it fails, panics or
+// the process dies, the message reappears after the timeout and is read
+// again. A message that fails MaxReads times (or is read more than MaxReads
+// times without an answer, or whose handler returns a Permanent error, or
+// that is not an event at all) is moved to {namespace}_domain_events_dlq, in
+// one transaction, with the reason in its headers (see HeaderDLQReason).
+//
+// Redelivery means a handler can see an event twice: after a crash between
+// handling and acknowledging, or when a handler outlives the visibility
+// timeout. Idempotent (with HandledOnce underneath) records handled event
+// ids in stepevents.consumed_events in the handler's own transaction, so
+// the handler's database writes happen effectively once; side effects
+// outside that transaction (HTTP calls, e-mails) remain at-least-once.
+package consumer
