@@ -10,7 +10,7 @@ FUZZTIME ?= 10s
 DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/stepevents_run?sslmode=disable
 export DATABASE_URL
 
-.PHONY: all build run test test/short generate check verify fmt vet sqlc-diff fuzz bench clean
+.PHONY: all build run demo test test/short generate check verify fmt vet sqlc-diff fuzz bench clean
 
 all: check test
 
@@ -48,7 +48,11 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
-## run: the main job until `stepevents demo` exists — one order through every step.
+## demo: the main job — a batch of orders through the runner, with subscribers and a summary.
+demo: build
+	./bin/stepevents demo
+
+## run: one order through every step with the CLI, step by step.
 run: build
 	@psql "$$(echo $(DATABASE_URL) | sed 's#/[^/?]*\([?]\|$$\)#/postgres\1#')" -qtAc "SELECT 1 FROM pg_database WHERE datname = 'stepevents_run'" | grep -q 1 || \
 	  psql "$$(echo $(DATABASE_URL) | sed 's#/[^/?]*\([?]\|$$\)#/postgres\1#')" -qc 'CREATE DATABASE stepevents_run'

@@ -354,6 +354,12 @@ func classify(err error) string {
 		return "cancelled"
 	case errors.Is(err, events.ErrStepNotReady):
 		return "not_ready"
+	case errors.Is(err, events.ErrIllegalTransition):
+		// An ambiguous commit: the connection died while COMMIT was in
+		// flight, the worker read the step before the commit became
+		// visible, and its second try found the step already recorded.
+		// The invariants still prove no double recording happened.
+		return "already_recorded"
 	default:
 		return "unexpected"
 	}

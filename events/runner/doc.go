@@ -1,0 +1,58 @@
+// Package runner runs workflow steps: it claims ready steps, calls the Go
+// handler registered for each step's handler name, and records the outcome
+// with events.Client, so the step result and its declared domain events
+// commit in one transaction.
+//
+// # Claiming
+//
+// A claim is one statement, stepevents.claim_ready_steps: it picks steps
+// that stepevents.step_readiness says are ready (dependencies satisfied,
+// attempts left, backoff elapsed), locks them FOR UPDATE SKIP LOCKED and
+// starts them (in_progress, attempt counted) before it commits. Concurrent
+// workers and runners never get the same step, and never wait for each
+// other. Backoff is the database's: a step that failed retryably is not
+// ready until its next_retry_at, and the runner never second-guesses it.
+//
+// # Running and recording
+//
+// Each handler runs outside any transaction with a deadline: the step's
+// timeout_seconds, or Config.StepTimeout. Its result is recorded with
+// Client.CompleteStepTx, or its error with Client.FailStepTx, in a
+// transaction that first locks the step and checks that the attempt it ran
+// is still the step's current in_progress attempt, so an attempt's outcome
+// is recorded at most once and never onto a later attempt. Fast events are
+// released after that transaction commits. Wrap a handler's error with
+// Permanent to forbid retries, RetryAfter to choose the delay, WithCode to
+// set the failure code; a panic is recorded as a failure.
+//
+// # Stopping
+//
+// Run returns once its ctx is cancelled and every in-flight handler has
+// finished: handlers get Config.ShutdownGrace to finish and have their
+// outcome recorded; after that their ctx is cancelled and their steps are
+// released (stepevents.release_step: back to pending, attempt refunded),
+// and whatever those handlers return later is discarded. A step is either
+// recorded or released, never half-recorded.
+//
+// # Stuck steps
+//
+// A worker that dies between claim and record (crash, kill -9, lost
+// network) leaves its step in_progress with nobody working on it. Such a
+// step gets a way forward without an operator: every runner periodically
+// (Config.RecoverInterval) calls RecoverStaleSteps, which asks
+// stepevents.stale_steps for in_progress steps whose attempt started longer
+// ago than their timeout (timeout_seconds, or Config.StepTimeout) plus
+// Config.StaleGrace, and records a failure for each through the normal
+// publishing path: retryable while attempts remain (the lost attempt
+// counts), error once they are used up, and the failure's declared events
+// (retryable_failure, permanent_failure, failure, always) are published like
+// any other failure's. A runner recovers only steps of handlers it has.
+// Give every runner of a handler the same StepTimeout, or set
+// timeout_seconds in the template, so one runner does not declare another's
+// slow-but-alive attempt lost; if it does, the live worker's later result is
+// discarded (counted as Superseded), never recorded twice.
+//
+// From psql, SELECT * FROM stepevents.stale_steps('1 minute') lists them;
+// an operator can also reset (stepevents step reset) or resolve a step that
+// ended in error.
+package runner

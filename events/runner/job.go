@@ -1,0 +1,214 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stepevents/stepevents/events"
+)
+
+// recordRetries is how many times a recording that failed for a reason
+// other than the outcome itself (a dropped connection, a deadlock) is
+// tried again, with a growing pause, within RecordTimeout.
+const recordRetries = 3
+
+// work runs one job's handler and records its outcome, unless shutdown
+// abandoned the job first.
+func (r *Runner) work(j *job) {
+	defer func() {
+		j.cancel()
+		r.mu.Lock()
+		delete(r.inflight, j)
+		r.mu.Unlock()
+	}()
+	timeout := r.timeoutFor(j.step)
+	hctx, cancel := context.WithTimeout(j.ctx, timeout)
+	result, panicked, herr := r.call(hctx, j)
+	deadlineHit := errors.Is(hctx.Err(), context.DeadlineExceeded)
+	cancel()
+	if !j.state.CompareAndSwap(jobRunning, jobRecording) {
+		r.logger.Warn("stepevents runner: discarding the outcome of a released step",
+			slog.String("step_uuid", j.step.StepUUID.String()), slog.Int("attempt", j.attempt))
+		return
+	}
+	var f *events.Failure
+	switch {
+	case panicked:
+		r.stats.panics.Add(1)
+		ff := failureOf(herr, TypePanic)
+		ff.Code = TypePanic
+		f = &ff
+	case herr != nil && deadlineHit:
+		r.stats.timedOut.Add(1)
+		ff := failureOf(fmt.Errorf("step timed out after %s: %w", timeout, herr), TypeTimeout)
+		if ff.Code == "" {
+			ff.Code = TypeTimeout
+		}
+		f = &ff
+	case herr != nil:
+		ff := failureOf(herr, TypeHandlerError)
+		f = &ff
+	}
+	r.record(j, result, f)
+}
+
+// call runs the handler, turning a panic into an error.
+func (r *Runner) call(ctx context.Context, j *job) (result json.RawMessage, panicked bool, err error) {
+	h := r.cfg.Handlers[j.step.Handler]
+	defer func() {
+		if v := recover(); v != nil {
+			r.logger.Error("stepevents runner: handler panicked", slog.String("handler", j.step.Handler),
+				slog.String("step_uuid", j.step.StepUUID.String()), slog.Any("panic", v),
+				slog.String("stack", string(debug.Stack())))
+			result, panicked, err = nil, true, panicError(j.step.Handler, v)
+		}
+	}()
+	result, err = h(ctx, j.step, j.task)
+	return result, false, err
+}
+
+// record commits the job's outcome: success (f nil) or failure. A result
+// the database refuses (not JSON, too big) is recorded as a failure.
+func (r *Runner) record(j *job, result json.RawMessage, f *events.Failure) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), r.cfg.RecordTimeout)
+	defer cancel()
+	if f == nil {
+		comp, err := r.recordTx(ctx, j, func(ctx context.Context, tx pgx.Tx) (*events.Completion, error) {
+			return r.client.CompleteStepTx(ctx, tx, j.step.StepUUID, result)
+		})
+		if err == nil {
+			r.stats.completed.Add(1)
+			r.recorded(comp)
+			return
+		}
+		if !errors.Is(err, events.ErrInvalidInput) {
+			r.recordFailed(j, err)
+			return
+		}
+		ff := failureOf(fmt.Errorf("handler %s returned a result that was refused: %w", j.step.Handler, err),
+			TypeInvalidResult)
+		ff.Code = TypeInvalidResult
+		f = &ff
+	}
+	comp, err := r.recordTx(ctx, j, func(ctx context.Context, tx pgx.Tx) (*events.Completion, error) {
+		return r.client.FailStepTx(ctx, tx, j.step.StepUUID, *f)
+	})
+	if err != nil {
+		r.recordFailed(j, err)
+		return
+	}
+	r.stats.failed.Add(1)
+	r.recorded(comp)
+}
+
+// recordTx runs fn in a transaction (fast events released after commit)
+// after checking, under the step's row lock, that j's attempt is still the
+// step's in_progress attempt. Failures that are not about the outcome are
+// retried.
+func (r *Runner) recordTx(ctx context.Context, j *job,
+	fn func(ctx context.Context, tx pgx.Tx) (*events.Completion, error)) (*events.Completion, error) {
+	var comp *events.Completion
+	var err error
+	for try := 0; ; try++ {
+		err = r.client.InTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+			if err := r.lockAttempt(ctx, tx, j); err != nil {
+				return err
+			}
+			var err error
+			comp, err = fn(ctx, tx)
+			return err
+		})
+		if err == nil || !retryable(err) || try == recordRetries || ctx.Err() != nil {
+			return comp, err
+		}
+		r.logger.Warn("stepevents runner: error recording an outcome, retrying",
+			slog.String("step_uuid", j.step.StepUUID.String()), slog.Int("attempt", j.attempt),
+			slog.String("err", err.Error()))
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Duration(50<<try) * time.Millisecond):
+		}
+	}
+}
+
+// lockAttempt locks the step and checks that it is in_progress with j's attempt.
+func (r *Runner) lockAttempt(ctx context.Context, tx pgx.Tx, j *job) error {
+	attempts, err := r.queries.LockInProgressAttempt(ctx, tx, j.step.StepUUID)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && int(attempts) != j.attempt) {
+		return fmt.Errorf("step %s attempt %d: %w", j.step.StepUUID, j.attempt, errSuperseded)
+	}
+	if err != nil {
+		return fmt.Errorf("error locking step %s: %w", j.step.StepUUID, err)
+	}
+	return nil
+}
+
+// retryable reports whether recording may succeed if tried again: not when
+// the outcome itself was refused or the attempt is gone.
+func retryable(err error) bool {
+	for _, e := range []error{errSuperseded, events.ErrInvalidInput, events.ErrIllegalTransition,
+		events.ErrNotFound, events.ErrUnknownPublisher, events.ErrQueueMissing, events.ErrStepNotReady} {
+		if errors.Is(err, e) {
+			return false
+		}
+	}
+	return true
+}
+
+// recordFailed counts and logs an outcome that was not recorded.
+func (r *Runner) recordFailed(j *job, err error) {
+	attrs := []any{slog.String("step_uuid", j.step.StepUUID.String()), slog.String("step", j.step.Name),
+		slog.Int("attempt", j.attempt), slog.String("err", err.Error())}
+	if errors.Is(err, errSuperseded) {
+		r.stats.superseded.Add(1)
+		r.logger.Warn("stepevents runner: outcome discarded: the attempt is no longer in progress", attrs...)
+		return
+	}
+	r.stats.recordErrors.Add(1)
+	r.logger.Error("stepevents runner: error recording an outcome; the step stays in_progress until recovered as stale",
+		attrs...)
+}
+
+// recorded hands a committed completion to OnRecorded.
+func (r *Runner) recorded(comp *events.Completion) {
+	if r.cfg.OnRecorded != nil && comp != nil {
+		r.cfg.OnRecorded(comp)
+	}
+}
+
+// release gives j's step back (pending, attempt refunded) if j's attempt is
+// still in progress.
+func (r *Runner) release(j *job, reason string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), r.cfg.RecordTimeout)
+	defer cancel()
+	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		if err := r.lockAttempt(ctx, tx, j); err != nil {
+			return err
+		}
+		_, err := events.ReleaseStep(ctx, tx, j.step.StepUUID, reason)
+		return err
+	})
+	switch {
+	case err == nil:
+		r.stats.released.Add(1)
+		r.logger.Info("stepevents runner: step released", slog.String("step_uuid", j.step.StepUUID.String()),
+			slog.Int("attempt", j.attempt), slog.String("reason", reason))
+		return nil
+	case errors.Is(err, errSuperseded):
+		r.stats.superseded.Add(1)
+		return nil
+	default:
+		r.stats.recordErrors.Add(1)
+		r.logger.Error("stepevents runner: error releasing a step; it stays in_progress until recovered as stale",
+			slog.String("step_uuid", j.step.StepUUID.String()), slog.String("err", err.Error()))
+		return fmt.Errorf("error releasing step %s: %w", j.step.StepUUID, err)
+	}
+}

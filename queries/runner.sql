@@ -1,0 +1,23 @@
+-- name: ClaimReadySteps :many
+-- The task is read with the statement's snapshot, taken before the claim:
+-- its state may not yet show the claim itself.
+SELECT s.*, t.namespace AS task_namespace, t.template_name AS task_template_name,
+       t.template_version AS task_template_version, t.context AS task_context,
+       t.correlation_id AS task_correlation_id, t.state AS task_state, t.created_at AS task_created_at,
+       t.completed_at AS task_completed_at
+FROM stepevents.claim_ready_steps(@claim_limit::integer, sqlc.narg(handlers)::text[]) s
+JOIN stepevents.tasks t ON t.task_uuid = s.task_uuid;
+
+-- name: StaleSteps :many
+SELECT * FROM stepevents.stale_steps(
+    make_interval(secs => @older_than_seconds::double precision),
+    make_interval(secs => @default_timeout_seconds::double precision),
+    @max_steps::integer,
+    sqlc.narg(handlers)::text[]);
+
+-- name: LockInProgressAttempt :one
+-- The attempt of an in_progress step, locked for the rest of the caller's
+-- transaction; no row when the step is not in_progress.
+SELECT attempts FROM stepevents.workflow_steps
+WHERE step_uuid = @step_uuid::uuid AND state = 'in_progress'
+FOR UPDATE;
