@@ -132,7 +132,8 @@ SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, b
     make_interval(secs => $1::double precision),
     make_interval(secs => $2::double precision),
     $3::integer,
-    $4::text[])
+    $4::text[],
+    $5::uuid[])
 `
 
 type StaleStepsParams struct {
@@ -140,6 +141,7 @@ type StaleStepsParams struct {
 	DefaultTimeoutSeconds float64
 	MaxSteps              int32
 	Handlers              []string
+	Exclude               []uuid.UUID
 }
 
 func (q *Queries) StaleSteps(ctx context.Context, db DBTX, arg StaleStepsParams) ([]StepeventsWorkflowStep, error) {
@@ -148,6 +150,7 @@ func (q *Queries) StaleSteps(ctx context.Context, db DBTX, arg StaleStepsParams)
 		arg.DefaultTimeoutSeconds,
 		arg.MaxSteps,
 		arg.Handlers,
+		arg.Exclude,
 	)
 	if err != nil {
 		return nil, err

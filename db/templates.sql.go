@@ -44,7 +44,7 @@ func (q *Queries) ApplyTemplate(ctx context.Context, db DBTX, arg ApplyTemplateP
 }
 
 const getTemplateInputSchema = `-- name: GetTemplateInputSchema :one
-SELECT t.template_id, t.input_schema
+SELECT t.template_id, t.version, t.input_schema
 FROM stepevents.task_templates t
 WHERE t.namespace = $1::text AND t.name = $2::text
   AND ($3::text IS NULL OR t.version = $3::text)
@@ -60,13 +60,14 @@ type GetTemplateInputSchemaParams struct {
 
 type GetTemplateInputSchemaRow struct {
 	TemplateID  int64
+	Version     string
 	InputSchema []byte
 }
 
 func (q *Queries) GetTemplateInputSchema(ctx context.Context, db DBTX, arg GetTemplateInputSchemaParams) (GetTemplateInputSchemaRow, error) {
 	row := db.QueryRow(ctx, getTemplateInputSchema, arg.Namespace, arg.Name, arg.Version)
 	var i GetTemplateInputSchemaRow
-	err := row.Scan(&i.TemplateID, &i.InputSchema)
+	err := row.Scan(&i.TemplateID, &i.Version, &i.InputSchema)
 	return i, err
 }
 

@@ -52,6 +52,12 @@ type Config struct {
 	FastMode FastMode
 	// Channel is the NOTIFY channel; DefaultChannel when empty.
 	Channel string
+	// TolerantPublishers lets a step result commit when a custom publisher
+	// fails or emits an invalid event: the problem goes to
+	// Completion.Errors and RouterStats.RoutingErrors, and that event is not
+	// published. By default such a completion fails (ErrPublisher) and
+	// nothing commits, so a committed step never lacks a declared event.
+	TolerantPublishers bool
 	// SigningKey, when set, signs every fast envelope (HMAC-SHA256) so
 	// listeners configured with the same key drop forged notifications.
 	SigningKey []byte
@@ -66,6 +72,7 @@ type Client struct {
 	mode       FastMode
 	channel    string
 	signer     *signer
+	tolerant   bool
 	publishers map[string]Publisher
 	stats      *RouterStats
 	notifier   *notifier
@@ -86,6 +93,7 @@ func NewClient(ctx context.Context, pool *pgxpool.Pool, cfg *Config) (*Client, e
 		logger:     cfg.Logger,
 		mode:       cfg.FastMode,
 		channel:    cfg.Channel,
+		tolerant:   cfg.TolerantPublishers,
 		publishers: map[string]Publisher{},
 		stats:      &RouterStats{},
 	}

@@ -59,7 +59,8 @@ type Completion struct {
 	Published   []PublishedEvent
 	Skipped     []SkippedEvent
 	// Errors are routing problems that did not stop the step result from
-	// being recorded (a publisher error, an invalid emitted event).
+	// being recorded (a publisher error, an invalid emitted event); only with
+	// Config.TolerantPublishers, otherwise they fail the completion.
 	Errors []error
 
 	fast []fastItem // after-commit fast copies not yet released
@@ -75,6 +76,11 @@ func (b *fastBatch) take() []fastItem { it := b.items; b.items = nil; return it 
 // and learn which declarations fire, one to send the events (none when
 // nothing fires). After-commit fast events are released by InTx, or by
 // ReleaseFast once the caller has committed tx.
+//
+// Record one step per transaction: it locks the step row, then its task
+// row, so a transaction recording two steps of one task can deadlock with a
+// worker recording the second. InTx tracks tx itself, not savepoints made
+// with tx.Begin: release a savepoint's completions with ReleaseFast.
 func (c *Client) CompleteStepTx(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, result json.RawMessage) (*Completion, error) {
 	if err := checkDocument(result, "result"); err != nil {
 		return nil, fmt.Errorf("error completing step %s: %w", stepUUID, err)

@@ -22,6 +22,8 @@ var (
 	ErrInvalidInput = errors.New("invalid input")
 	// ErrUnknownPublisher: a declaration names a publisher that is not registered.
 	ErrUnknownPublisher = errors.New("unknown publisher")
+	// ErrPublisher: a custom publisher failed or emitted an invalid event.
+	ErrPublisher = errors.New("publisher error")
 	// ErrQueueMissing: the namespace's pgmq queue does not exist (apply the template first).
 	ErrQueueMissing = errors.New("queue missing")
 	// ErrClosed: the Client was closed.

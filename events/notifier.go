@@ -130,8 +130,12 @@ func (n *notifier) close(ctx context.Context) error {
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
-		<-n.done
-		return nil
+		select {
+		case <-n.done:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("error closing the notifier: %w", ctx.Err())
+		}
 	}
 	n.closed = true
 	n.mu.Unlock()

@@ -358,16 +358,38 @@ func TestFastDeliveryErrorsCounted(t *testing.T) {
 	require.Equal(t, "complete", st.State)
 }
 
-func TestCustomPublisherErrorIsCounted(t *testing.T) {
+// By default a publisher error fails the completion: nothing commits, so a
+// committed step never lacks its declared event.
+func TestCustomPublisherErrorFailsCompletion(t *testing.T) {
 	t.Parallel()
-	b := setup(t, &events.Config{Publishers: []events.Publisher{failingPublisher{"PaymentEventPublisher"}, failingPublisher{"NotificationEventPublisher"}}})
+	pubs := []events.Publisher{failingPublisher{"PaymentEventPublisher"}, failingPublisher{"NotificationEventPublisher"}}
+	b := setup(t, &events.Config{Publishers: pubs})
+	_, steps := b.newTask(t)
+	b.complete(t, steps[stepValidate], validResult)
+	b.start(t, steps[stepPayment])
+	_, err := b.client.CompleteStep(b.ctx, steps[stepPayment], json.RawMessage(`{}`))
+	require.ErrorIs(t, err, events.ErrPublisher)
+	require.ErrorContains(t, err, "publisher PaymentEventPublisher failed for payment.processed: boom")
+	require.Equal(t, uint64(1), b.client.Stats().RoutingErrors)
+	st, err := events.GetStep(b.ctx, b.pool, steps[stepPayment])
+	require.NoError(t, err)
+	require.Equal(t, "in_progress", st.State, "nothing committed")
+	require.Empty(t, b.queueRows(t))
+}
+
+// With TolerantPublishers the step commits and the problem is reported.
+func TestCustomPublisherErrorTolerated(t *testing.T) {
+	t.Parallel()
+	pubs := []events.Publisher{failingPublisher{"PaymentEventPublisher"}, failingPublisher{"NotificationEventPublisher"}}
+	b := setup(t, &events.Config{Publishers: pubs, TolerantPublishers: true})
 	_, steps := b.newTask(t)
 	b.complete(t, steps[stepValidate], validResult)
 	comp := b.complete(t, steps[stepPayment], `{}`)
 	require.Len(t, comp.Errors, 1)
+	require.ErrorIs(t, comp.Errors[0], events.ErrPublisher)
 	require.ErrorContains(t, comp.Errors[0], "publisher PaymentEventPublisher failed for payment.processed: boom")
 	require.Equal(t, uint64(1), b.client.Stats().RoutingErrors)
-	require.Equal(t, "complete", comp.Step.State, "a publisher error does not fail the step")
+	require.Equal(t, "complete", comp.Step.State)
 }
 
 type failingPublisher struct{ name string }

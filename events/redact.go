@@ -58,13 +58,15 @@ func removePointer(v any, path []string) any {
 }
 
 // durableRedactions lists the pointers to remove from a durable copy's step
-// context: this step's result (with this event's pointers) and each parent's
-// result in dependency_results (with the union of that parent's pointers).
-// The result also travels in execution_result and the step context, so
-// redacting only the business payload would leak it anyway.
-func durableRedactions(sc *StepContext, decls *templateDecls, own []string) []string {
+// context: this step's result (with the union of the step's durable_redact
+// pointers: a sibling declaration without redaction must not leak what
+// another one hides) and each parent's result in dependency_results (with
+// the union of that parent's pointers). The result also travels in
+// execution_result and the step context, so redacting only the business
+// payload would leak it anyway.
+func durableRedactions(sc *StepContext, decls *templateDecls) []string {
 	var out []string
-	for _, p := range own {
+	for _, p := range decls.stepRedact[sc.StepName] {
 		out = append(out, "/workflow_step/results"+p)
 	}
 	for parent := range sc.DependencyResults {
@@ -79,18 +81,19 @@ func escapePointerToken(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
 }
 
-// redactEvent removes own from the business payload and the execution
-// result, and sequence (pointers into task_sequence_step) from the step context.
-func redactEvent(ev *Event, own, sequence []string) error {
+// redactEvent removes payload pointers from the business payload, result
+// pointers from the execution result, and sequence pointers (into
+// task_sequence_step) from the step context.
+func redactEvent(ev *Event, payload, result, sequence []string) error {
 	var err error
-	if len(own) > 0 {
-		if ev.Payload.Payload, err = redact(ev.Payload.Payload, own); err != nil {
+	if len(payload) > 0 {
+		if ev.Payload.Payload, err = redact(ev.Payload.Payload, payload); err != nil {
 			return err
 		}
-		if len(ev.Payload.ExecutionResult.Result) > 0 {
-			if ev.Payload.ExecutionResult.Result, err = redact(ev.Payload.ExecutionResult.Result, own); err != nil {
-				return err
-			}
+	}
+	if len(result) > 0 && len(ev.Payload.ExecutionResult.Result) > 0 {
+		if ev.Payload.ExecutionResult.Result, err = redact(ev.Payload.ExecutionResult.Result, result); err != nil {
+			return err
 		}
 	}
 	if len(sequence) > 0 && len(ev.Payload.TaskSequenceStep) > 0 {

@@ -22,6 +22,10 @@ steps:
         description: internal copy keeps the card data, the public one does not
         delivery_mode: broadcast
         durable_redact: [/card/number, /internal_note]
+      - name: payment.audited
+        description: a sibling without redaction must not leak the card through the result copies
+        delivery_mode: durable
+        schema: {type: object}
   - name: receipt
     handler: {callable: receipt}
     dependencies: [charge]
@@ -47,8 +51,17 @@ func TestDurableRedaction(t *testing.T) {
 	result := `{"amount":5,"card":{"number":"4242424242424242","brand":"visa"},"internal_note":"vip"}`
 	b.complete(t, steps[0].StepUUID, result)
 
-	var msg []byte
-	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT message FROM pgmq.q_redact_ns_domain_events`).Scan(&msg))
+	var msg, audit []byte
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT message FROM pgmq.q_redact_ns_domain_events
+		WHERE message->>'event_name' = 'payment.captured'`).Scan(&msg))
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT message FROM pgmq.q_redact_ns_domain_events
+		WHERE message->>'event_name' = 'payment.audited'`).Scan(&audit))
+	var auditEv events.Event
+	require.NoError(t, json.Unmarshal(audit, &auditEv))
+	require.NotContains(t, string(auditEv.Payload.ExecutionResult.Result), "4242424242424242")
+	require.NotContains(t, string(auditEv.Payload.TaskSequenceStep), "4242424242424242")
+	require.Contains(t, string(auditEv.Payload.Payload), "4242424242424242",
+		"its own business payload is what it declared: no durable_redact")
 	var durable events.Event
 	require.NoError(t, json.Unmarshal(msg, &durable))
 	require.JSONEq(t, `{"amount":5,"card":{"brand":"visa"}}`, string(durable.Payload.Payload))

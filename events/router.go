@@ -124,8 +124,9 @@ func (c *Client) record(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, p db
 }
 
 // route runs one declaration through its publisher and adds what it emits
-// to out. A returned error aborts the completion (unknown publisher); other
-// problems are recorded on comp and counted.
+// to out. An unknown publisher aborts the completion; a publisher error or an
+// invalid emitted event aborts it too unless Config.TolerantPublishers, in
+// which case it is recorded on comp and the step commits without that event.
 func (c *Client) route(ctx context.Context, sc *StepContext, d Declaration, decls *templateDecls,
 	queue string, comp *Completion, out *outgoing) error {
 	firedBy := DefaultPublisherName
@@ -134,6 +135,15 @@ func (c *Client) route(ctx context.Context, sc *StepContext, d Declaration, decl
 		emits = defaultPublish(sc, d)
 	} else {
 		p, ok := c.publishers[d.Publisher]
+		if !ok && !d.Fires {
+			// A declaration that does not fire needs no publisher: a missing
+			// one must not block, say, recording a failure of this step.
+			c.stats.skip(SkipConditionNotMet)
+			comp.Skipped = append(comp.Skipped, SkippedEvent{Name: d.EventName, Publisher: d.Publisher,
+				Reason: SkipConditionNotMet, Detail: fmt.Sprintf("condition %s (succeeded=%t, is_retryable=%s)",
+					d.Condition, sc.Succeeded, fmtBool(sc.IsRetryable))})
+			return nil
+		}
 		if !ok {
 			c.stats.routingErrors.Add(1)
 			return fmt.Errorf("step %s declares %s with publisher %q: %w", sc.StepName, d.EventName, d.Publisher,
@@ -144,8 +154,8 @@ func (c *Client) route(ctx context.Context, sc *StepContext, d Declaration, decl
 		emits, err = p.Publish(ctx, sc, d)
 		if err != nil {
 			c.stats.routingErrors.Add(1)
-			comp.Errors = append(comp.Errors, fmt.Errorf("publisher %s failed for %s: %w", d.Publisher, d.EventName, err))
-			return nil
+			return c.routingProblem(comp, fmt.Errorf("publisher %s failed for %s: %w: %w", d.Publisher, d.EventName,
+				err, ErrPublisher))
 		}
 	}
 	if len(emits) == 0 {
@@ -162,9 +172,22 @@ func (c *Client) route(ctx context.Context, sc *StepContext, d Declaration, decl
 	for _, e := range emits {
 		if err := c.buildEvent(sc, d, e, firedBy, decls, queue, comp, out); err != nil {
 			c.stats.routingErrors.Add(1)
-			comp.Errors = append(comp.Errors, err)
+			if err := c.routingProblem(comp, fmt.Errorf("%w: %w", err, ErrPublisher)); err != nil {
+				return err
+			}
 		}
 	}
+	return nil
+}
+
+// routingProblem fails the completion (the default: a committed step never
+// silently lacks an event it should have published) or, with
+// TolerantPublishers, records the problem and lets the step commit.
+func (c *Client) routingProblem(comp *Completion, err error) error {
+	if !c.tolerant {
+		return err
+	}
+	comp.Errors = append(comp.Errors, err)
 	return nil
 }
 
@@ -220,8 +243,14 @@ func (c *Client) buildEvent(sc *StepContext, d Declaration, e Emit, firedBy stri
 	}
 	if mode == template.DeliveryDurable || mode == template.DeliveryBroadcast {
 		durable := full
-		if redactions := durableRedactions(sc, decls, info.redact); len(redactions) > 0 {
-			if err := redactEvent(&ev, info.redact, redactions); err != nil {
+		payloadRedact := info.redact
+		if _, declared := decls.byKey[sc.StepName+"\x00"+e.Name]; !declared {
+			// A custom publisher's extra event inherits its declaration's redactions.
+			payloadRedact = decls.lookup(sc.StepName, d.EventName).redact
+		}
+		resultRedact := decls.stepRedact[sc.StepName]
+		if seq := durableRedactions(sc, decls); len(payloadRedact)+len(resultRedact)+len(seq) > 0 {
+			if err := redactEvent(&ev, payloadRedact, resultRedact, seq); err != nil {
 				return fmt.Errorf("error redacting %s: %w", e.Name, err)
 			}
 			if durable, err = json.Marshal(ev); err != nil {

@@ -385,3 +385,21 @@ func TestApplyTemplateIsIdempotent(t *testing.T) {
 	}
 	require.Equal(t, []string{"domain_events_domain_events", "domain_events_domain_events_dlq"}, queues)
 }
+
+// Replicas applying the same new template at once all succeed, with one row.
+func TestConcurrentApplyTemplate(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	tpl, err := template.Load("backoff.yaml", []byte(backoffTemplate))
+	require.NoError(t, err)
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() { errs <- events.ApplyTemplate(b.ctx, b.pool, tpl) }()
+	}
+	for range 8 {
+		require.NoError(t, <-errs)
+	}
+	var n int
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM stepevents.task_templates WHERE namespace = 'backoff_ns'`).Scan(&n))
+	require.Equal(t, 1, n)
+}

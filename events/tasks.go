@@ -73,7 +73,9 @@ func CreateTask(ctx context.Context, dbtx Executor, p CreateTaskParams) (uuid.UU
 	if p.CorrelationID != uuid.Nil {
 		corr = &p.CorrelationID
 	}
-	_, err = q.CreateTask(ctx, dbtx, db.CreateTaskParams{Namespace: p.Namespace, Name: p.Name, Version: version,
+	// The exact version whose input_schema was checked, even when "latest"
+	// was asked and another version is applied meanwhile.
+	_, err = q.CreateTask(ctx, dbtx, db.CreateTaskParams{Namespace: p.Namespace, Name: p.Name, Version: &tpl.Version,
 		Context: ctxJSON, TaskUuid: id, CorrelationID: corr})
 	if err != nil {
 		return uuid.Nil, mapError(err, "error creating task from template "+p.ref())

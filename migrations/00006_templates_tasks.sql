@@ -16,6 +16,10 @@ DECLARE
     v_id bigint;
     v_existing jsonb;
 BEGIN
+    -- Serialise concurrent applies of the same template (FOR UPDATE cannot
+    -- lock a row that does not exist yet): replicas applying at startup
+    -- then see each other's row instead of a unique violation.
+    PERFORM pg_advisory_xact_lock(hashtext('stepevents.template:' || p_namespace || '/' || p_name || '@' || p_version));
     SELECT template_id, definition INTO v_id, v_existing
     FROM stepevents.task_templates
     WHERE namespace = p_namespace AND name = p_name AND version = p_version

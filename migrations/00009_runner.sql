@@ -84,13 +84,14 @@ $$;
 --   SELECT step_uuid, name, attempts, last_attempted_at FROM stepevents.stale_steps('5 minutes');
 CREATE FUNCTION stepevents.stale_steps(
     p_older_than interval, p_default_timeout interval DEFAULT '0 seconds', p_limit integer DEFAULT 100,
-    p_handlers text[] DEFAULT NULL)
+    p_handlers text[] DEFAULT NULL, p_exclude uuid[] DEFAULT '{}')
 RETURNS SETOF stepevents.workflow_steps
 LANGUAGE sql STABLE AS $$
     SELECT s.*
     FROM stepevents.workflow_steps s
     WHERE s.state = 'in_progress'
       AND (p_handlers IS NULL OR s.handler = ANY (p_handlers))
+      AND NOT (s.step_uuid = ANY (coalesce(p_exclude, '{}')))
       AND s.last_attempted_at < now() - p_older_than
           - CASE WHEN s.timeout_seconds > 0 THEN make_interval(secs => s.timeout_seconds)
                  ELSE coalesce(p_default_timeout, '0 seconds') END
@@ -100,7 +101,7 @@ $$;
 -- +goose StatementEnd
 
 -- +goose Down
-DROP FUNCTION stepevents.stale_steps(interval, interval, integer, text[]);
+DROP FUNCTION stepevents.stale_steps(interval, interval, integer, text[], uuid[]);
 DROP FUNCTION stepevents.claim_ready_steps(integer, text[]);
 DROP INDEX stepevents.workflow_steps_in_progress_idx;
 DROP INDEX stepevents.workflow_steps_claim_order_idx;

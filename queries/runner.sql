@@ -13,7 +13,8 @@ SELECT * FROM stepevents.stale_steps(
     make_interval(secs => @older_than_seconds::double precision),
     make_interval(secs => @default_timeout_seconds::double precision),
     @max_steps::integer,
-    sqlc.narg(handlers)::text[]);
+    sqlc.narg(handlers)::text[],
+    @exclude::uuid[]);
 
 -- name: LockInProgressAttempt :one
 -- The attempt of an in_progress step, locked for the rest of the caller's

@@ -11,7 +11,7 @@ FROM stepevents.task_templates t
 ORDER BY t.namespace, t.name, t.version;
 
 -- name: GetTemplateInputSchema :one
-SELECT t.template_id, t.input_schema
+SELECT t.template_id, t.version, t.input_schema
 FROM stepevents.task_templates t
 WHERE t.namespace = @namespace::text AND t.name = @name::text
   AND (sqlc.narg(version)::text IS NULL OR t.version = sqlc.narg(version)::text)

@@ -147,6 +147,12 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 			}
 			break
 		}
+		if !time.Now().Before(msgs[i].VisibleAt) {
+			// Its lease ran out while earlier messages of the batch were
+			// handled: another consumer may hold it now. Leave it.
+			res.Released++
+			continue
+		}
 		out, err := c.process(ctx, handler, &msgs[i])
 		res.add(out)
 		if err != nil {
@@ -241,7 +247,10 @@ func decode(m *message) error {
 // call runs the handler with the handler timeout, turning a panic into an
 // error so one bad event cannot kill the consumer.
 func (c *Consumer) call(ctx context.Context, handler HandlerFunc, m *message) (err error) {
-	hctx, cancel := context.WithTimeout(ctx, c.cfg.HandlerTimeout)
+	// The handler never outlives the message's lease: past VisibleAt another
+	// consumer may be handling it too.
+	timeout := min(c.cfg.HandlerTimeout, time.Until(m.VisibleAt))
+	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	defer func() {
 		if v := recover(); v != nil {

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"fmt"
+	"github.com/google/uuid"
 	"log/slog"
 	"time"
 
@@ -26,10 +27,13 @@ const recoverBatch = 100
 // recover at other times (e.g. at startup).
 func (r *Runner) RecoverStaleSteps(ctx context.Context) (int, error) {
 	recovered := 0
+	// Steps this pass could not recover are excluded from the next page, so
+	// a batch of unrecoverable steps never hides the others.
+	skipped := []uuid.UUID{}
 	for {
 		rows, err := r.queries.StaleSteps(ctx, r.pool, db.StaleStepsParams{
 			OlderThanSeconds: r.cfg.StaleGrace.Seconds(), DefaultTimeoutSeconds: r.cfg.StepTimeout.Seconds(),
-			MaxSteps: recoverBatch, Handlers: r.handlers})
+			MaxSteps: recoverBatch, Handlers: r.handlers, Exclude: skipped})
 		if err != nil {
 			return recovered, fmt.Errorf("error listing stale steps: %w", err)
 		}
@@ -41,10 +45,12 @@ func (r *Runner) RecoverStaleSteps(ctx context.Context) (int, error) {
 			}
 			if ok {
 				n++
+			} else {
+				skipped = append(skipped, row.StepUuid)
 			}
 		}
 		recovered += n
-		if len(rows) < recoverBatch || n == 0 {
+		if len(rows) < recoverBatch {
 			return recovered, nil
 		}
 	}
@@ -77,7 +83,7 @@ func (r *Runner) recoverStep(ctx context.Context, s events.Step) (bool, error) {
 		if !retryable(err) {
 			// Recorded or recovered by someone else meanwhile, or refused:
 			// not this pass's business.
-			r.logger.Info("stepevents runner: stale step not recovered", slog.String("step_uuid", s.StepUUID.String()),
+			r.logger.Warn("stepevents runner: stale step not recovered", slog.String("step_uuid", s.StepUUID.String()),
 				slog.String("err", err.Error()))
 			return false, nil
 		}

@@ -1,0 +1,40 @@
+package template_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/stepevents/stepevents/events/template"
+)
+
+// BenchmarkValidatePayload is the schema check every emitted event pays
+// inside the step transaction (payment.processed of the seed fixture), for a
+// valid payload given as raw JSON (what the router passes) and as a map
+// (what a custom publisher typically returns).
+func BenchmarkValidatePayload(b *testing.B) {
+	tpl, err := template.LoadFile(goodFixture)
+	require.NoError(b, err)
+	step, ok := tpl.Step("domain_events_process_payment")
+	require.True(b, ok)
+	decl, ok := step.Event("payment.processed")
+	require.True(b, ok)
+	raw := json.RawMessage(`{"order_id":"0192f0c4-1b2c-7d3e-8f40-123456789abc","transaction_id":"txn_1",` +
+		`"amount":42.5,"currency":"USD","customer_tier":"standard","attempt":1}`)
+	asMap := map[string]any{"order_id": "0192f0c4-1b2c-7d3e-8f40-123456789abc", "transaction_id": "txn_1",
+		"amount": 42.5, "currency": "USD", "customer_tier": "standard", "attempt": 1}
+	for _, c := range []struct {
+		name string
+		v    any
+	}{{"raw", raw}, {"map", asMap}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if v := decl.CompiledSchema.Validate(c.v); len(v) > 0 {
+					b.Fatalf("violations: %v", v)
+				}
+			}
+		})
+	}
+}
