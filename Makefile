@@ -10,7 +10,7 @@ FUZZTIME ?= 10s
 DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/stepevents_run?sslmode=disable
 export DATABASE_URL
 
-.PHONY: all build run demo test test/short generate check verify fmt vet sqlc-diff fuzz bench clean
+.PHONY: all build run demo bench test generate check verify fmt vet sqlc-diff fuzz clean
 
 all: check test
 
@@ -44,9 +44,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzPattern$$' -fuzztime $(FUZZTIME) ./events/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) ./events/
 
-## bench: Go benchmarks of the hot paths.
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+## bench: Go benchmarks of the hot paths, then the end-to-end side-by-side bench (see BENCHMARKS.md).
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./events/...
+	./bin/stepevents bench
 
 ## demo: the main job — a batch of orders through the runner, with subscribers and a summary.
 demo: build
