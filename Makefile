@@ -45,9 +45,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) ./events/
 
 ## bench: Go benchmarks of the hot paths, then the end-to-end side-by-side bench (see BENCHMARKS.md).
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+BENCH_FLAGS ?=
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./events/...
-	./bin/stepevents bench
+	./bin/stepevents bench --database-url '$(BENCH_DATABASE_URL)' $(BENCH_FLAGS)
 
 ## demo: the main job — a batch of orders through the runner, with subscribers and a summary.
 demo: build
