@@ -19,23 +19,9 @@ type recorded struct {
 	Succeeded   bool        `json:"succeeded"`
 	IsRetryable *bool       `json:"is_retryable"`
 	TemplateID  int64       `json:"template_id"`
-	Task        struct {
-		TaskUUID      uuid.UUID       `json:"task_uuid"`
-		Namespace     string          `json:"namespace"`
-		Context       json.RawMessage `json:"context"`
-		CorrelationID uuid.UUID       `json:"correlation_id"`
-	} `json:"task"`
-	Step struct {
-		StepUUID    uuid.UUID       `json:"workflow_step_uuid"`
-		Name        string          `json:"name"`
-		State       string          `json:"state"`
-		Attempts    int             `json:"attempts"`
-		MaxAttempts int             `json:"max_attempts"`
-		Results     json.RawMessage `json:"results"`
-		LastError   json.RawMessage `json:"last_error"`
-	} `json:"workflow_step"`
-	DependencyResults map[string]json.RawMessage `json:"dependency_results"`
-	Declarations      []struct {
+	// Sequence is the task_sequence_step document events embed as is.
+	Sequence     json.RawMessage `json:"task_sequence_step"`
+	Declarations []struct {
 		EventName    string  `json:"event_name"`
 		Condition    string  `json:"condition"`
 		DeliveryMode string  `json:"delivery_mode"`
@@ -44,11 +30,14 @@ type recorded struct {
 	} `json:"declarations"`
 }
 
-// sequenceDoc is the task_sequence_step part of every event.
-type sequenceDoc struct {
-	Task              json.RawMessage `json:"task"`
-	WorkflowStep      json.RawMessage `json:"workflow_step"`
-	DependencyResults json.RawMessage `json:"dependency_results"`
+// sequenceFields are the parts of task_sequence_step publishers see as fields.
+type sequenceFields struct {
+	Task struct {
+		Namespace     string          `json:"namespace"`
+		Context       json.RawMessage `json:"context"`
+		CorrelationID uuid.UUID       `json:"correlation_id"`
+	} `json:"task"`
+	DependencyResults map[string]json.RawMessage `json:"dependency_results"`
 }
 
 // outgoing collects what one completion sends.
@@ -66,27 +55,20 @@ func (c *Client) record(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, p db
 		return nil, mapError(err, fmt.Sprintf("error recording result of step %s", stepUUID))
 	}
 	var rec recorded
-	var parts struct {
-		Task         json.RawMessage `json:"task"`
-		WorkflowStep json.RawMessage `json:"workflow_step"`
-		Deps         json.RawMessage `json:"dependency_results"`
-	}
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return nil, fmt.Errorf("error decoding recorded result of step %s: %w", stepUUID, err)
 	}
-	if err := json.Unmarshal(raw, &parts); err != nil {
-		return nil, fmt.Errorf("error decoding recorded result of step %s: %w", stepUUID, err)
-	}
-	seq, err := json.Marshal(sequenceDoc{Task: parts.Task, WorkflowStep: parts.WorkflowStep, DependencyResults: parts.Deps})
-	if err != nil {
-		return nil, fmt.Errorf("error encoding step context: %w", err)
+	var seq sequenceFields
+	if err := json.Unmarshal(rec.Sequence, &seq); err != nil {
+		return nil, fmt.Errorf("error decoding the context of step %s: %w", stepUUID, err)
 	}
 
+	step := rec.StepRow.step()
 	sc := &StepContext{
-		TaskUUID: rec.Task.TaskUUID, StepUUID: rec.Step.StepUUID, StepName: rec.Step.Name,
-		Namespace: rec.Task.Namespace, CorrelationID: rec.Task.CorrelationID, TaskContext: rec.Task.Context,
-		Attempts: rec.Step.Attempts, MaxAttempts: rec.Step.MaxAttempts, Succeeded: rec.Succeeded,
-		IsRetryable: rec.IsRetryable, DependencyResults: rec.DependencyResults, sequence: seq,
+		TaskUUID: step.TaskUUID, StepUUID: step.StepUUID, StepName: step.Name,
+		Namespace: seq.Task.Namespace, CorrelationID: seq.Task.CorrelationID, TaskContext: seq.Task.Context,
+		Attempts: step.Attempts, MaxAttempts: step.MaxAttempts, Succeeded: rec.Succeeded,
+		IsRetryable: rec.IsRetryable, DependencyResults: seq.DependencyResults, sequence: rec.Sequence,
 	}
 	if rec.Succeeded {
 		sc.Result = p.Result
@@ -94,7 +76,7 @@ func (c *Client) record(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, p db
 		var e struct{ Message, Type, Code string }
 		_ = json.Unmarshal(p.Error, &e)
 		sc.Error = &StepError{Message: e.Message, Type: e.Type, Code: e.Code, Retryable: deref(rec.IsRetryable),
-			Attempt: rec.Step.Attempts, MaxAttempts: rec.Step.MaxAttempts}
+			Attempt: step.Attempts, MaxAttempts: step.MaxAttempts}
 	}
 	for _, d := range rec.Declarations {
 		sc.Declarations = append(sc.Declarations, Declaration{EventName: d.EventName,
@@ -119,7 +101,7 @@ func (c *Client) record(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, p db
 			return nil, err
 		}
 	}
-	comp.Step = rec.StepRow.step()
+	comp.Step = step
 	return comp, nil
 }
 

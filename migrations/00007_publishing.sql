@@ -70,6 +70,8 @@ BEGIN
         'succeeded', p_succeeded,
         'is_retryable', v_retryable,
         'template_id', t.template_id,
+        -- The step context every event carries, ready to embed.
+        'task_sequence_step', jsonb_build_object(
         'task', jsonb_build_object(
             'task_uuid', t.task_uuid, 'namespace', t.namespace, 'task_name', t.template_name,
             'task_version', t.template_version, 'context', t.context, 'correlation_id', t.correlation_id,
@@ -83,7 +85,7 @@ BEGIN
             SELECT jsonb_object_agg(ps.name, ps.results)
             FROM stepevents.workflow_step_edges e
             JOIN stepevents.workflow_steps ps ON ps.step_uuid = e.from_step_uuid
-            WHERE e.to_step_uuid = s.step_uuid), '{}'),
+            WHERE e.to_step_uuid = s.step_uuid), '{}')),
         'declarations', coalesce((
             SELECT jsonb_agg(jsonb_build_object(
                        'event_name', d.event_name, 'condition', d.condition, 'delivery_mode', d.delivery_mode,
