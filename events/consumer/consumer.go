@@ -108,10 +108,12 @@ type message struct {
 }
 
 // ProcessOnce reads one batch (up to BatchSize visible messages) and handles
-// it, message by message, acknowledging each as soon as its handler
-// returns. It returns what it did; an error means a database statement
-// failed (the messages it concerned reappear after the visibility timeout).
-// An empty queue is Result{} and no error.
+// it message by message. The messages whose handler succeeded (or reported a
+// duplicate) are acknowledged together, in one statement, once the batch is
+// handled, or earlier if half of their visibility timeout has passed. It
+// returns what it did; an error means a database statement failed (the
+// messages it concerned reappear after the visibility timeout). An empty
+// queue is Result{} and no error.
 func (c *Consumer) ProcessOnce(ctx context.Context, handler HandlerFunc) (Result, error) {
 	return c.ProcessUpTo(ctx, c.cfg.BatchSize, handler)
 }
@@ -131,6 +133,7 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 	res := Result{Read: len(msgs)}
 	errs := 0
 	var dbErr error
+	var acks ackBatch
 	for i := range msgs {
 		if ctx.Err() != nil || dbErr != nil {
 			// Stopping, or the database failed: give the rest back unhandled.
@@ -153,10 +156,27 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 			res.Released++
 			continue
 		}
-		out, err := c.process(ctx, handler, &msgs[i])
+		if acks.due(c.cfg.VisibilityTimeout) {
+			if err := c.flush(ctx, &acks, &res); err != nil {
+				errs++
+				dbErr = err
+				res.Failed += len(msgs) - i
+				break
+			}
+		}
+		out, ack, err := c.process(ctx, handler, &msgs[i])
 		res.add(out)
+		if ack {
+			acks.add(&msgs[i], out)
+		}
 		if err != nil {
 			errs++
+			dbErr = err
+		}
+	}
+	if err := c.flush(ctx, &acks, &res); err != nil {
+		errs++
+		if dbErr == nil {
 			dbErr = err
 		}
 	}
@@ -177,10 +197,13 @@ func (c *Consumer) read(ctx context.Context, n int) ([]message, error) {
 	var out []message
 	for rows.Next() {
 		m := message{Delivery: Delivery{Queue: c.queue}}
-		var hdr []byte
-		if err := rows.Scan(&m.MsgID, &m.ReadCount, &m.EnqueuedAt, &m.VisibleAt, &m.Message, &hdr); err != nil {
+		// []byte, not json.RawMessage: pgx would run json.Unmarshal over
+		// the body just to copy it, and decode parses it anyway.
+		var body, hdr []byte
+		if err := rows.Scan(&m.MsgID, &m.ReadCount, &m.EnqueuedAt, &m.VisibleAt, &body, &hdr); err != nil {
 			return nil, fmt.Errorf("stepevents consumer: error reading queue %q: %w", c.queue, err)
 		}
+		m.Message = body
 		if len(hdr) > 0 {
 			_ = json.Unmarshal(hdr, &m.Headers) // headers are informational; a non-object is ignored
 		}
@@ -201,43 +224,52 @@ func (c *Consumer) readError(err error) error {
 	return fmt.Errorf("stepevents consumer: error reading queue %q: %w", c.queue, err)
 }
 
-// process handles one message and settles it: acknowledged, left to
-// reappear, released or dead-lettered. The error is a database error.
-func (c *Consumer) process(ctx context.Context, handler HandlerFunc, m *message) (Result, error) {
+// process handles one message and settles it: left to reappear, released
+// or dead-lettered, or (ack true) to be acknowledged with its batch. The
+// error is a database error.
+func (c *Consumer) process(ctx context.Context, handler HandlerFunc, m *message) (res Result, ack bool, err error) {
 	if m.ReadCount > c.cfg.MaxReads {
-		return c.deadLetter(ctx, m, fmt.Sprintf(
+		res, err = c.deadLetter(ctx, m, fmt.Sprintf(
 			"read %d times (max reads %d) without an answer: earlier consumers crashed, timed out or lost their connection",
 			m.ReadCount, c.cfg.MaxReads))
+		return res, false, err
 	}
 	if err := decode(m); err != nil {
-		return c.deadLetter(ctx, m, err.Error())
+		res, err = c.deadLetter(ctx, m, err.Error())
+		return res, false, err
 	}
 	herr := c.call(ctx, handler, m)
 	switch {
 	case herr == nil:
-		return Result{Handled: 1}, c.ack(ctx, m)
+		return Result{Handled: 1}, true, nil
 	case errors.Is(herr, ErrDuplicate):
-		return Result{Duplicates: 1}, c.ack(ctx, m)
+		return Result{Duplicates: 1}, true, nil
 	case errors.Is(herr, ErrPermanent):
-		return c.deadLetter(ctx, m, herr.Error())
+		res, err = c.deadLetter(ctx, m, herr.Error())
+		return res, false, err
 	case ctx.Err() != nil:
 		n, err := c.release(ctx, []message{*m})
-		return Result{Released: n, Failed: 1 - n}, err
+		return Result{Released: n, Failed: 1 - n}, false, err
 	case m.ReadCount >= c.cfg.MaxReads:
-		return c.deadLetter(ctx, m, herr.Error())
+		res, err = c.deadLetter(ctx, m, herr.Error())
+		return res, false, err
 	default:
 		c.cfg.Logger.Warn("stepevents consumer: handler failed; the message reappears after the visibility timeout",
 			c.attrs(m, slog.String("err", herr.Error()), slog.Duration("retry_in", time.Until(m.VisibleAt)))...)
-		return Result{Failed: 1}, nil
+		return Result{Failed: 1}, false, nil
 	}
 }
 
 // decode parses the message as an event; a message that is not one can
 // never be handled, so it is dead-lettered at once.
 func decode(m *message) error {
-	if err := json.Unmarshal(m.Message, &m.event); err != nil {
+	// The body is jsonb text, valid JSON by construction: the single-pass
+	// decoder is safe here and a quarter of json.Unmarshal's CPU.
+	ev, err := events.DecodeStoredEvent(m.Message)
+	if err != nil {
 		return fmt.Errorf("malformed event: %v", err)
 	}
+	m.event = ev
 	if m.event.EventName == "" || m.event.EventID == uuid.Nil {
 		return errors.New("malformed event: event_name or event_id missing")
 	}
@@ -260,27 +292,6 @@ func (c *Consumer) call(ctx context.Context, handler HandlerFunc, m *message) (e
 		}
 	}()
 	return handler(hctx, m.event, m.Delivery)
-}
-
-// ack deletes (or archives) a handled message. A message already gone was
-// acknowledged by a consumer that read it after our visibility timeout ran
-// out: the handler ran twice, which at-least-once allows.
-func (c *Consumer) ack(ctx context.Context, m *message) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackTimeout)
-	defer cancel()
-	fn, verb := "pgmq.delete", "deleting"
-	if c.cfg.Archive {
-		fn, verb = "pgmq.archive", "archiving"
-	}
-	var done bool
-	if err := c.pool.QueryRow(ctx, `SELECT `+fn+`($1::text, $2::bigint)`, c.queue, m.MsgID).Scan(&done); err != nil {
-		return fmt.Errorf("stepevents consumer: error %s message %d of %q: %w", verb, m.MsgID, c.queue, err)
-	}
-	if !done {
-		c.cfg.Logger.Warn("stepevents consumer: message already acknowledged by another consumer (handler outlived the visibility timeout)",
-			c.attrs(m)...)
-	}
-	return nil
 }
 
 // release makes messages visible again at once (vt = now); it returns how

@@ -14,7 +14,8 @@
 // one transaction, with the reason in its headers (see HeaderDLQReason).
 //
 // Redelivery means a handler can see an event twice: after a crash between
-// handling and acknowledging, or when a handler outlives the visibility
+// handling and acknowledging (handled messages are acknowledged together,
+// once per batch), or when a handler outlives the visibility
 // timeout. Idempotent (with HandledOnce underneath) records handled event
 // ids in stepevents.consumed_events in the handler's own transaction, so
 // the handler's database writes happen effectively once; side effects

@@ -1,0 +1,94 @@
+package consumer_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/stepevents/stepevents/events"
+	"github.com/stepevents/stepevents/events/consumer"
+)
+
+// A batch's handled messages are acknowledged together after the batch:
+// while later messages are handled, earlier ones are still in the queue
+// (hidden), and after ProcessOnce none is left.
+func TestBatchAcknowledgedTogether(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := setup(t)
+	for range 5 {
+		send(t, pool, newEvent("order.shipped"), nil)
+	}
+	c := newConsumer(t, pool, consumer.Config{BatchSize: 5})
+	var inQueue []int
+	res, err := c.ProcessOnce(ctx, func(context.Context, events.Event, consumer.Delivery) error {
+		inQueue = append(inQueue, count(t, pool, queueTable))
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, consumer.Result{Read: 5, Handled: 5}, res)
+	require.Equal(t, []int{5, 5, 5, 5, 5}, inQueue, "acknowledged after the batch, not one by one")
+	require.Equal(t, 0, count(t, pool, queueTable))
+}
+
+// Pending acknowledgements are sent before half of the lease has passed,
+// so a slow batch does not let handled messages reappear.
+func TestSlowBatchAcknowledgesBeforeLeaseHalfway(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := setup(t)
+	for range 3 {
+		send(t, pool, newEvent("order.shipped"), nil)
+	}
+	// Lease 4 s; each handler takes 1.2 s. Before the third message 2.4 s
+	// have passed (1.6 s of lease left, under half): the first two are
+	// acknowledged then.
+	c := newConsumer(t, pool, consumer.Config{BatchSize: 3, VisibilityTimeout: 4 * time.Second,
+		HandlerTimeout: 4 * time.Second})
+	var inQueue []int
+	res, err := c.ProcessOnce(ctx, func(context.Context, events.Event, consumer.Delivery) error {
+		inQueue = append(inQueue, count(t, pool, queueTable))
+		time.Sleep(1200 * time.Millisecond)
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, consumer.Result{Read: 3, Handled: 3}, res)
+	require.Equal(t, []int{3, 3, 1}, inQueue)
+	require.Equal(t, 0, count(t, pool, queueTable))
+}
+
+// Failed and handled messages in one batch: only the handled ones are
+// acknowledged.
+func TestBatchAcknowledgesOnlyHandled(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := setup(t)
+	var ids []int64
+	for range 4 {
+		ids = append(ids, send(t, pool, newEvent("order.shipped"), nil))
+	}
+	c := newConsumer(t, pool, consumer.Config{BatchSize: 4})
+	res, err := c.ProcessOnce(ctx, func(_ context.Context, _ events.Event, d consumer.Delivery) error {
+		switch d.MsgID {
+		case ids[1]:
+			return consumer.ErrDuplicate
+		case ids[2]:
+			return context.DeadlineExceeded // an ordinary failure
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, consumer.Result{Read: 4, Handled: 2, Duplicates: 1, Failed: 1}, res)
+	var left []int64
+	rows, err := pool.Query(ctx, `SELECT msg_id FROM `+queueTable+` ORDER BY msg_id`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var id int64
+		require.NoError(t, rows.Scan(&id))
+		left = append(left, id)
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, []int64{ids[2]}, left)
+}
