@@ -99,6 +99,20 @@ func BenchmarkEventDecode(b *testing.B) {
 	}
 }
 
+// BenchmarkDecodeStoredEvent is the consumer's decode of a pgmq message
+// body (jsonb text), against json.Unmarshal in BenchmarkEventDecode.
+func BenchmarkDecodeStoredEvent(b *testing.B) {
+	raw, err := json.Marshal(benchEvent())
+	require.NoError(b, err)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := events.DecodeStoredEvent(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkDecodeEnvelope is the listener's read-loop cost per NOTIFY:
 // shape check, optional HMAC verification, and splitting out the events
 // (which stay raw JSON until the dispatcher decodes them).
