@@ -1,7 +1,11 @@
 package events_test
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -42,6 +46,13 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add([]byte(`{"v":1,"env":null}`), []byte(nil))
 	f.Fuzz(func(t *testing.T, payload, key []byte) {
 		env, err := events.DecodeEnvelope(payload, key)
+		if ascii(payload) {
+			want, werr := decodeEnvelopeReference(payload, key)
+			require.Equal(t, werr == nil, err == nil, "reference err=%v, DecodeEnvelope err=%v", werr, err)
+			if err == nil {
+				require.Equal(t, want, env)
+			}
+		}
 		if err != nil {
 			return
 		}
@@ -50,4 +61,38 @@ func FuzzDecodeEnvelope(f *testing.F) {
 			require.True(t, json.Valid(e))
 		}
 	})
+}
+
+// decodeEnvelopeReference is DecodeEnvelope as first written, with
+// json.Unmarshal: the one-pass decoder must agree with it.
+func decodeEnvelopeReference(payload, key []byte) (events.Envelope, error) {
+	var w struct {
+		V   int             `json:"v"`
+		Sig string          `json:"sig,omitempty"`
+		Env json.RawMessage `json:"env"`
+	}
+	if err := json.Unmarshal(payload, &w); err != nil {
+		return events.Envelope{}, err
+	}
+	if w.V != 1 || len(w.Env) == 0 {
+		return events.Envelope{}, errors.New("version")
+	}
+	if len(key) > 0 {
+		if w.Sig == "" {
+			return events.Envelope{}, errors.New("unsigned")
+		}
+		m := hmac.New(sha256.New, key)
+		m.Write(w.Env)
+		if !hmac.Equal([]byte(hex.EncodeToString(m.Sum(nil))), []byte(w.Sig)) {
+			return events.Envelope{}, errors.New("forged")
+		}
+	}
+	var env events.Envelope
+	if err := json.Unmarshal(w.Env, &env); err != nil {
+		return events.Envelope{}, err
+	}
+	if len(env.Events) == 0 && len(env.Refs) == 0 {
+		return events.Envelope{}, errors.New("empty")
+	}
+	return env, nil
 }

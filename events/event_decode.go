@@ -9,8 +9,9 @@ import (
 	"github.com/google/uuid"
 )
 
-// DecodeStoredEvent decodes an event whose JSON PostgreSQL has already
-// validated: a jsonb value such as a pgmq message body. json.Unmarshal
+// DecodeStoredEvent decodes an event whose JSON is known to be valid: a
+// jsonb value such as a pgmq message body, or an event of an envelope
+// DecodeEnvelope returned. json.Unmarshal
 // validates the whole document, then walks it again, and once more over each
 // raw part; this decoder walks the document once, hands only the small parts
 // (metadata, error) to encoding/json and copies the large raw parts
@@ -201,6 +202,43 @@ func objectFields(b []byte, fn func(key, val []byte) error) error {
 			return trailing(b, i+1)
 		default:
 			return fmt.Errorf("%w: expected ',' or '}' at offset %d", errMalformed, i)
+		}
+	}
+}
+
+// arrayElements calls fn with each raw element of the JSON array b, in
+// order. null is an empty array.
+func arrayElements(b []byte, fn func(elem []byte) error) error {
+	i := skipSpace(b, 0)
+	if i < len(b) && isNull(bytes.TrimSpace(b[i:])) {
+		return nil
+	}
+	if i >= len(b) || b[i] != '[' {
+		return fmt.Errorf("%w: expected an array at offset %d", errMalformed, i)
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return trailing(b, i+1)
+	}
+	for {
+		end, err := valueEnd(b, i)
+		if err != nil {
+			return err
+		}
+		if err := fn(b[i:end]); err != nil {
+			return err
+		}
+		i = skipSpace(b, end)
+		if i >= len(b) {
+			return fmt.Errorf("%w: unterminated array", errMalformed)
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case ']':
+			return trailing(b, i+1)
+		default:
+			return fmt.Errorf("%w: expected ',' or ']' at offset %d", errMalformed, i)
 		}
 	}
 }

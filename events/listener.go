@@ -2,7 +2,6 @@ package events
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -399,8 +398,9 @@ func (l *Listener) dispatchLoop(ctx context.Context) {
 // decode checks one event of an accepted envelope; a bad one is dropped
 // and counted as malformed.
 func (l *Listener) decode(raw []byte) (Event, bool) {
-	var ev Event
-	if err := json.Unmarshal(raw, &ev); err != nil {
+	// raw is valid JSON: an event of a decoded envelope, or a stashed jsonb.
+	ev, err := DecodeStoredEvent(raw)
+	if err != nil {
 		l.droppedMalformed.Add(1)
 		l.logger.Warn("stepevents listener: dropped an event that does not decode", slog.String("err", err.Error()))
 		return Event{}, false
