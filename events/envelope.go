@@ -11,6 +11,8 @@ import (
 	"regexp"
 
 	"github.com/google/uuid"
+
+	"github.com/stepevents/stepevents/internal/jsonscan"
 )
 
 // MaxNotifyPayload is the largest NOTIFY payload stepevents sends, well
@@ -82,13 +84,13 @@ func DecodeEnvelope(payload []byte, key []byte) (Envelope, error) {
 		return Envelope{}, fmt.Errorf("%w: %v", ErrMalformedEnvelope, err)
 	}
 	var w wire
-	err := objectFields(payload, func(k, v []byte) error {
+	err := jsonscan.ObjectFields(payload, func(k, v []byte) error {
 		switch {
-		case keyIs(k, "v"):
+		case jsonscan.KeyIs(k, "v"):
 			return json.Unmarshal(v, &w.V)
-		case keyIs(k, "sig"):
-			return decodeString(v, &w.Sig)
-		case keyIs(k, "env"):
+		case jsonscan.KeyIs(k, "sig"):
+			return jsonscan.String(v, &w.Sig)
+		case jsonscan.KeyIs(k, "env"):
 			w.Env = v
 		}
 		return nil
@@ -110,15 +112,15 @@ func DecodeEnvelope(payload []byte, key []byte) (Envelope, error) {
 	}
 	var env Envelope
 	body := bytes.Clone(w.Env) // the events must not alias the caller's payload
-	err = objectFields(body, func(k, v []byte) error {
+	err = jsonscan.ObjectFields(body, func(k, v []byte) error {
 		switch {
-		case keyIs(k, "events"):
+		case jsonscan.KeyIs(k, "events"):
 			env.Events = nil
-			return arrayElements(v, func(e []byte) error {
+			return jsonscan.ArrayElements(v, func(e []byte) error {
 				env.Events = append(env.Events, e)
 				return nil
 			})
-		case keyIs(k, "refs"):
+		case jsonscan.KeyIs(k, "refs"):
 			env.Refs = nil
 			return json.Unmarshal(v, &env.Refs)
 		}
