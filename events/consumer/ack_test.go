@@ -92,3 +92,21 @@ func TestBatchAcknowledgesOnlyHandled(t *testing.T) {
 	require.NoError(t, rows.Err())
 	require.Equal(t, []int64{ids[2]}, left)
 }
+
+// The handler sees the message's pgmq headers, string and other values.
+func TestDeliveryHeaders(t *testing.T) {
+	t.Parallel()
+	pool := setup(t)
+	send(t, pool, newEvent("order.shipped"), map[string]any{"event_name": "order.shipped", "n": 2,
+		"nested": map[string]any{"a": []any{"x"}}, "esc": "a\"b\u00e9"})
+	send(t, pool, newEvent("order.shipped"), nil)
+	c := newConsumer(t, pool, consumer.Config{BatchSize: 2})
+	var got []map[string]any
+	_, err := c.ProcessOnce(context.Background(), func(_ context.Context, _ events.Event, d consumer.Delivery) error {
+		got = append(got, d.Headers)
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, []map[string]any{{"event_name": "order.shipped", "n": float64(2),
+		"nested": map[string]any{"a": []any{"x"}}, "esc": "a\"b\u00e9"}, nil}, got)
+}

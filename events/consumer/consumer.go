@@ -15,6 +15,7 @@ import (
 
 	"github.com/stepevents/stepevents/db"
 	"github.com/stepevents/stepevents/events"
+	"github.com/stepevents/stepevents/internal/jsonscan"
 )
 
 // ackTimeout bounds acknowledging, releasing or dead-lettering a message
@@ -204,15 +205,44 @@ func (c *Consumer) read(ctx context.Context, n int) ([]message, error) {
 			return nil, fmt.Errorf("stepevents consumer: error reading queue %q: %w", c.queue, err)
 		}
 		m.Message = body
-		if len(hdr) > 0 {
-			_ = json.Unmarshal(hdr, &m.Headers) // headers are informational; a non-object is ignored
-		}
+		m.Headers = decodeHeaders(hdr)
 		out = append(out, m)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, c.readError(err)
 	}
 	return out, nil
+}
+
+// decodeHeaders decodes a message's headers (jsonb text, so valid JSON)
+// with string values taken as they are: json.Unmarshal into a map cost as
+// much as decoding the event. Headers are informational: a non-object is
+// ignored.
+func decodeHeaders(hdr []byte) map[string]any {
+	if len(hdr) == 0 || jsonscan.IsNull(hdr) {
+		return nil
+	}
+	h := make(map[string]any, 2)
+	err := jsonscan.ObjectFields(hdr, func(k, v []byte) error {
+		if len(v) > 0 && v[0] == '"' {
+			var s string
+			if err := jsonscan.String(v, &s); err != nil {
+				return err
+			}
+			h[string(k)] = s
+			return nil
+		}
+		var x any
+		if err := json.Unmarshal(v, &x); err != nil {
+			return err
+		}
+		h[string(k)] = x
+		return nil
+	})
+	if err != nil {
+		return nil
+	}
+	return h
 }
 
 func (c *Consumer) readError(err error) error {
