@@ -82,10 +82,11 @@ func (b *fastBatch) take() []fastItem { it := b.items; b.items = nil; return it 
 // worker recording the second. InTx tracks tx itself, not savepoints made
 // with tx.Begin: release a savepoint's completions with ReleaseFast.
 func (c *Client) CompleteStepTx(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, result json.RawMessage) (*Completion, error) {
-	if err := checkDocument(result, "result"); err != nil {
-		return nil, fmt.Errorf("error completing step %s: %w", stepUUID, err)
+	p, err := successParams(stepUUID, result)
+	if err != nil {
+		return nil, err
 	}
-	return c.record(ctx, tx, stepUUID, db.RecordStepResultParams{StepUuid: stepUUID, Succeeded: true, Result: result})
+	return c.record(ctx, inTx(tx), stepUUID, p)
 }
 
 // FailStepTx records a failed attempt and publishes the declared events in
@@ -93,44 +94,76 @@ func (c *Client) CompleteStepTx(ctx context.Context, tx pgx.Tx, stepUUID uuid.UU
 // retryable flag, f.Permanent and the attempts left; retryable_failure and
 // permanent_failure follow that decision. Round trips as CompleteStepTx.
 func (c *Client) FailStepTx(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, f Failure) (*Completion, error) {
+	p, err := failureParams(stepUUID, f)
+	if err != nil {
+		return nil, err
+	}
+	return c.record(ctx, inTx(tx), stepUUID, p)
+}
+
+// CompleteStep is CompleteStepTx in a transaction of its own, in two round
+// trips: BEGIN goes with record_step_result, COMMIT with the events (or
+// alone when nothing fires). Fast events are released after commit.
+func (c *Client) CompleteStep(ctx context.Context, stepUUID uuid.UUID, result json.RawMessage) (*Completion, error) {
+	p, err := successParams(stepUUID, result)
+	if err != nil {
+		return nil, err
+	}
+	return c.recordAlone(ctx, stepUUID, p)
+}
+
+// FailStep is FailStepTx in a transaction of its own, as CompleteStep.
+func (c *Client) FailStep(ctx context.Context, stepUUID uuid.UUID, f Failure) (*Completion, error) {
+	p, err := failureParams(stepUUID, f)
+	if err != nil {
+		return nil, err
+	}
+	return c.recordAlone(ctx, stepUUID, p)
+}
+
+func successParams(stepUUID uuid.UUID, result json.RawMessage) (db.RecordStepResultParams, error) {
+	if err := checkDocument(result, "result"); err != nil {
+		return db.RecordStepResultParams{}, fmt.Errorf("error completing step %s: %w", stepUUID, err)
+	}
+	return db.RecordStepResultParams{StepUuid: stepUUID, Succeeded: true, Result: result}, nil
+}
+
+func failureParams(stepUUID uuid.UUID, f Failure) (db.RecordStepResultParams, error) {
 	errDoc, err := json.Marshal(map[string]any{"message": f.Message, "type": f.Type, "code": f.Code, "permanent": f.Permanent})
 	if err != nil {
-		return nil, fmt.Errorf("error encoding failure of step %s: %w", stepUUID, err)
+		return db.RecordStepResultParams{}, fmt.Errorf("error encoding failure of step %s: %w", stepUUID, err)
 	}
 	if err := checkDocument(errDoc, "error"); err != nil {
-		return nil, fmt.Errorf("error failing step %s: %w", stepUUID, err)
+		return db.RecordStepResultParams{}, fmt.Errorf("error failing step %s: %w", stepUUID, err)
 	}
 	p := db.RecordStepResultParams{StepUuid: stepUUID, Succeeded: false, Error: errDoc, Permanent: f.Permanent}
 	if f.RetryAfter > 0 {
 		s := f.RetryAfter.Seconds()
 		p.RetryAfterSeconds = &s
 	}
-	comp, err := c.record(ctx, tx, stepUUID, p)
-	return comp, err
+	return p, nil
 }
 
-// CompleteStep is CompleteStepTx in its own transaction; fast events are
-// released after commit.
-func (c *Client) CompleteStep(ctx context.Context, stepUUID uuid.UUID, result json.RawMessage) (*Completion, error) {
-	var comp *Completion
-	err := c.InTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		var err error
-		comp, err = c.CompleteStepTx(ctx, tx, stepUUID, result)
-		return err
-	})
-	return comp, err
-}
-
-// FailStep is FailStepTx in its own transaction; fast events are released
-// after commit.
-func (c *Client) FailStep(ctx context.Context, stepUUID uuid.UUID, f Failure) (*Completion, error) {
-	var comp *Completion
-	err := c.InTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		var err error
-		comp, err = c.FailStepTx(ctx, tx, stepUUID, f)
-		return err
-	})
-	return comp, err
+// recordAlone records p in its own transaction (see pipelined) and
+// releases the fast events once it committed.
+func (c *Client) recordAlone(ctx context.Context, stepUUID uuid.UUID, p db.RecordStepResultParams) (*Completion, error) {
+	t, err := c.beginOwnTx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer t.end(ctx)
+	x := &stmtExec{tx: t.conn, first: t.first(), last: t.last()}
+	comp, err := c.record(ctx, x, stepUUID, p)
+	if err != nil {
+		return nil, err
+	}
+	if x.lastRan {
+		t.closed = true
+	} else if err := t.commit(ctx); err != nil {
+		return nil, err
+	}
+	c.ReleaseFast(comp)
+	return comp, nil
 }
 
 // ReleaseFast sends the after-commit fast events of completions whose

@@ -5,8 +5,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/stepevents/stepevents/db"
 	"github.com/stepevents/stepevents/events/template"
 )
 
@@ -28,7 +27,7 @@ type declInfo struct {
 
 func (t *templateDecls) lookup(step, event string) declInfo { return t.byKey[step+"\x00"+event] }
 
-func (c *Client) templateDecls(ctx context.Context, tx pgx.Tx, templateID int64) (*templateDecls, error) {
+func (c *Client) templateDecls(ctx context.Context, tx db.DBTX, templateID int64) (*templateDecls, error) {
 	if v, ok := c.decls.Load(templateID); ok {
 		return v.(*templateDecls), nil
 	}

@@ -49,8 +49,20 @@ type outgoing struct {
 	stashEvents       [][]byte
 }
 
-func (c *Client) record(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, p db.RecordStepResultParams) (*Completion, error) {
-	raw, err := c.queries.RecordStepResult(ctx, tx, p)
+// stmtExec says what runs each statement of a completion: in the caller's
+// pgx.Tx all of them; in CompleteStep's own transaction the first carries
+// BEGIN and the last COMMIT (see pipelined).
+type stmtExec struct {
+	tx          db.DBTX // statements in between
+	first, last db.DBTX // record_step_result; emit_events
+	key         any     // the pgx.Tx InTx tracks after-commit fast events by
+	lastRan     bool    // emit_events ran (with COMMIT, in an own transaction)
+}
+
+func inTx(tx pgx.Tx) *stmtExec { return &stmtExec{tx: tx, first: tx, last: tx, key: tx} }
+
+func (c *Client) record(ctx context.Context, x *stmtExec, stepUUID uuid.UUID, p db.RecordStepResultParams) (*Completion, error) {
+	raw, err := c.queries.RecordStepResult(ctx, x.first, p)
 	if err != nil {
 		return nil, mapError(err, fmt.Sprintf("error recording result of step %s", stepUUID))
 	}
@@ -86,7 +98,7 @@ func (c *Client) record(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, p db
 
 	comp := &Completion{Succeeded: rec.Succeeded, IsRetryable: rec.IsRetryable}
 	if len(sc.Declarations) > 0 {
-		decls, err := c.templateDecls(ctx, tx, rec.TemplateID)
+		decls, err := c.templateDecls(ctx, x.tx, rec.TemplateID)
 		if err != nil {
 			return nil, err
 		}
@@ -97,7 +109,7 @@ func (c *Client) record(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, p db
 				return nil, err
 			}
 		}
-		if err := c.emit(ctx, tx, queue, comp, &out); err != nil {
+		if err := c.emit(ctx, x, queue, comp, &out); err != nil {
 			return nil, err
 		}
 	}
@@ -254,7 +266,7 @@ func (c *Client) buildEvent(sc *StepContext, d Declaration, e Emit, firedBy stri
 
 // emit sends the completion's durable messages, stashed events and (in
 // in-transaction mode) notifications in tx, in one round trip.
-func (c *Client) emit(ctx context.Context, tx pgx.Tx, queue string, comp *Completion, out *outgoing) error {
+func (c *Client) emit(ctx context.Context, x *stmtExec, queue string, comp *Completion, out *outgoing) error {
 	var notifications []string
 	if c.mode == FastInTransaction && len(out.fast) > 0 {
 		var err error
@@ -263,7 +275,8 @@ func (c *Client) emit(ctx context.Context, tx pgx.Tx, queue string, comp *Comple
 		}
 	}
 	if len(out.messages) > 0 || len(out.stashIDs) > 0 || len(notifications) > 0 {
-		ids, err := c.queries.EmitEvents(ctx, tx, db.EmitEventsParams{
+		x.lastRan = true
+		ids, err := c.queries.EmitEvents(ctx, x.last, db.EmitEventsParams{
 			Queue: queue, Messages: nonNil(out.messages), Headers: nonNil(out.headers), Channel: c.channel,
 			Notifications: nonNilS(notifications), StashIds: nonNilU(out.stashIDs), StashEvents: nonNil(out.stashEvents)})
 		if err != nil {
@@ -293,7 +306,7 @@ func (c *Client) emit(ctx context.Context, tx pgx.Tx, queue string, comp *Comple
 		return nil
 	}
 	comp.fast = out.fast
-	if b, ok := c.pending.Load(tx); ok {
+	if b, ok := c.pending.Load(x.key); x.key != nil && ok {
 		b.(*fastBatch).items = append(b.(*fastBatch).items, out.fast...)
 		comp.fast = nil
 	}

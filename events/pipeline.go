@@ -1,0 +1,113 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// pipelined is a db.DBTX for one sqlc-generated QueryRow call that sends a
+// statement before it (BEGIN) or after it (COMMIT) in the same round trip,
+// as one pgx batch. CompleteStep and FailStep own their transaction, so
+// they can open it with the step's record_step_result and close it with
+// its emit_events: two round trips where pgx.Tx takes four (BEGIN, record,
+// emit, COMMIT). The SQL stays sqlc's; only the transport changes.
+type pipelined struct {
+	conn          *pgxpool.Conn
+	before, after string
+}
+
+var errPipelinedUse = errors.New("pipelined executor: only QueryRow is supported")
+
+func (p pipelined) Exec(context.Context, string, ...any) (pgconn.CommandTag, error) {
+	return pgconn.CommandTag{}, errPipelinedUse
+}
+
+func (p pipelined) Query(context.Context, string, ...any) (pgx.Rows, error) {
+	return nil, errPipelinedUse
+}
+
+func (p pipelined) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	b := &pgx.Batch{}
+	if p.before != "" {
+		b.Queue(p.before)
+	}
+	b.Queue(sql, args...)
+	if p.after != "" {
+		b.Queue(p.after)
+	}
+	return &batchRow{br: p.conn.SendBatch(ctx, b), before: p.before != ""}
+}
+
+// batchRow reads the batch in order. An error in any statement is the
+// row's error: after a failed statement the server skips the rest (a
+// COMMIT after a failed emit never runs; the caller rolls back).
+type batchRow struct {
+	br     pgx.BatchResults
+	before bool
+}
+
+func (r *batchRow) Scan(dest ...any) error {
+	var err error
+	if r.before {
+		_, err = r.br.Exec()
+	}
+	if err == nil {
+		err = r.br.QueryRow().Scan(dest...)
+	}
+	if cerr := r.br.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// ownTx is a transaction CompleteStep or FailStep runs on a pooled
+// connection, begun with its first statement and committed with its last.
+type ownTx struct {
+	conn   *pgxpool.Conn
+	closed bool // committed, or known rolled back
+}
+
+func (c *Client) beginOwnTx(ctx context.Context) (*ownTx, error) {
+	conn, err := c.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("error beginning transaction: %w", err)
+	}
+	return &ownTx{conn: conn}, nil
+}
+
+// first runs the transaction's first statement, preceded by BEGIN.
+func (t *ownTx) first() pipelined { return pipelined{conn: t.conn, before: "BEGIN"} }
+
+// last runs the transaction's last statement, followed by COMMIT. The
+// caller marks the transaction closed once it succeeded.
+func (t *ownTx) last() pipelined { return pipelined{conn: t.conn, after: "COMMIT"} }
+
+// commit sends COMMIT alone, when the last statement ran already.
+func (t *ownTx) commit(ctx context.Context) error {
+	if _, err := t.conn.Exec(ctx, "COMMIT"); err != nil {
+		return fmt.Errorf("error committing transaction: %w", err)
+	}
+	t.closed = true
+	return nil
+}
+
+// end rolls back what is still open and returns the connection to the
+// pool; a connection whose state is unknown is closed instead.
+func (t *ownTx) end(ctx context.Context) {
+	defer t.conn.Release()
+	pc := t.conn.Conn().PgConn()
+	if t.closed || pc.IsClosed() || pc.TxStatus() == 'I' {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := t.conn.Exec(rctx, "ROLLBACK"); err != nil {
+		_ = t.conn.Conn().Close(rctx) // the pool discards a closed connection
+	}
+}

@@ -1,0 +1,62 @@
+package events_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/stepevents/stepevents/events"
+)
+
+// CompleteStep sends BEGIN with record_step_result and COMMIT with
+// emit_events. A failure of either statement leaves nothing behind: the
+// step as it was, no queue row, no transaction left open, and the next
+// completion works.
+func TestCompleteStepOwnTransactionFailures(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	_, steps := b.newTask(t)
+	b.complete(t, steps[stepValidate], validResult)
+	payment := steps[stepPayment]
+	result := json.RawMessage(`{"transaction_id":"txn-1","amount":42.5}`)
+
+	openTx := func() int {
+		var n int
+		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND state LIKE 'idle in transaction%'`).Scan(&n))
+		return n
+	}
+	state := func() string {
+		s, err := events.GetStep(b.ctx, b.pool, payment)
+		require.NoError(t, err)
+		return string(s.State)
+	}
+
+	// The first statement fails (the step was never started).
+	_, err := b.client.CompleteStep(b.ctx, payment, result)
+	require.ErrorIs(t, err, events.ErrIllegalTransition)
+	require.Equal(t, "pending", state())
+	require.Zero(t, openTx())
+
+	// The last statement fails (the queue is gone): the COMMIT queued
+	// after it never runs.
+	b.start(t, payment)
+	_, err = b.pool.Exec(b.ctx, `ALTER TABLE pgmq.q_domain_events_domain_events RENAME TO q_hidden`)
+	require.NoError(t, err)
+	_, err = b.client.CompleteStep(b.ctx, payment, result)
+	require.ErrorIs(t, err, events.ErrQueueMissing)
+	require.Equal(t, "in_progress", state())
+	require.Zero(t, openTx())
+
+	_, err = b.pool.Exec(b.ctx, `ALTER TABLE pgmq.q_hidden RENAME TO q_domain_events_domain_events`)
+	require.NoError(t, err)
+	comp, err := b.client.CompleteStep(b.ctx, payment, result)
+	require.NoError(t, err)
+	require.Equal(t, "complete", state())
+	require.Zero(t, openTx())
+	rows := b.queueRows(t)
+	require.Equal(t, []string{"payment.processed"}, names(rows))
+	require.Len(t, comp.Published, 1)
+	require.Equal(t, rows[0].MsgID, comp.Published[0].MsgID, "msg ids come back through the pipelined batch")
+}
