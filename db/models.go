@@ -118,6 +118,8 @@ type StepeventsWorkflowStep struct {
 	State                 string
 	CreatedAt             time.Time
 	UpdatedAt             time.Time
+	// transition_id of the in_progress transition that started the latest attempt: identifies the claim, never reused
+	ClaimID *int64
 }
 
 type StepeventsWorkflowStepEdge struct {

@@ -13,7 +13,7 @@ import (
 )
 
 const claimReadySteps = `-- name: ClaimReadySteps :many
-SELECT s.step_uuid, s.task_uuid, s.name, s.position, s.handler, s.retryable, s.max_attempts, s.backoff, s.backoff_base_ms, s.max_backoff_ms, s.timeout_seconds, s.attempts, s.last_attempted_at, s.last_failure_at, s.backoff_request_seconds, s.next_retry_at, s.retry_blocked, s.results, s.last_error, s.state, s.created_at, s.updated_at, t.namespace AS task_namespace, t.template_name AS task_template_name,
+SELECT s.step_uuid, s.task_uuid, s.name, s.position, s.handler, s.retryable, s.max_attempts, s.backoff, s.backoff_base_ms, s.max_backoff_ms, s.timeout_seconds, s.attempts, s.last_attempted_at, s.last_failure_at, s.backoff_request_seconds, s.next_retry_at, s.retry_blocked, s.results, s.last_error, s.state, s.created_at, s.updated_at, s.claim_id, t.namespace AS task_namespace, t.template_name AS task_template_name,
        t.template_version AS task_template_version, t.context AS task_context,
        t.correlation_id AS task_correlation_id, t.state AS task_state, t.created_at AS task_created_at,
        t.completed_at AS task_completed_at
@@ -49,6 +49,7 @@ type ClaimReadyStepsRow struct {
 	State                 string
 	CreatedAt             time.Time
 	UpdatedAt             time.Time
+	ClaimID               *int64
 	TaskNamespace         string
 	TaskTemplateName      string
 	TaskTemplateVersion   string
@@ -93,6 +94,7 @@ func (q *Queries) ClaimReadySteps(ctx context.Context, db DBTX, arg ClaimReadySt
 			&i.State,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.ClaimID,
 			&i.TaskNamespace,
 			&i.TaskTemplateName,
 			&i.TaskTemplateVersion,
@@ -112,23 +114,30 @@ func (q *Queries) ClaimReadySteps(ctx context.Context, db DBTX, arg ClaimReadySt
 	return items, nil
 }
 
-const lockInProgressAttempt = `-- name: LockInProgressAttempt :one
+const lockClaim = `-- name: LockClaim :one
 SELECT attempts FROM stepevents.workflow_steps
-WHERE step_uuid = $1::uuid AND state = 'in_progress'
+WHERE step_uuid = $1::uuid AND state = 'in_progress' AND claim_id = $2::bigint
 FOR UPDATE
 `
 
-// The attempt of an in_progress step, locked for the rest of the caller's
-// transaction; no row when the step is not in_progress.
-func (q *Queries) LockInProgressAttempt(ctx context.Context, db DBTX, stepUuid uuid.UUID) (int32, error) {
-	row := db.QueryRow(ctx, lockInProgressAttempt, stepUuid)
+type LockClaimParams struct {
+	StepUuid uuid.UUID
+	ClaimID  int64
+}
+
+// Locks the step for the rest of the caller's transaction if it is
+// in_progress under the claim claim_id (see workflow_steps.claim_id) and
+// returns its attempt; no row when that claim is over. The conditions are
+// rechecked on the row's latest version once locked.
+func (q *Queries) LockClaim(ctx context.Context, db DBTX, arg LockClaimParams) (int32, error) {
+	row := db.QueryRow(ctx, lockClaim, arg.StepUuid, arg.ClaimID)
 	var attempts int32
 	err := row.Scan(&attempts)
 	return attempts, err
 }
 
 const staleSteps = `-- name: StaleSteps :many
-SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at FROM stepevents.stale_steps(
+SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id FROM stepevents.stale_steps(
     make_interval(secs => $1::double precision),
     make_interval(secs => $2::double precision),
     $3::integer,
@@ -182,6 +191,7 @@ func (q *Queries) StaleSteps(ctx context.Context, db DBTX, arg StaleStepsParams)
 			&i.State,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.ClaimID,
 		); err != nil {
 			return nil, err
 		}

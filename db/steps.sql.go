@@ -12,7 +12,7 @@ import (
 )
 
 const cancelStep = `-- name: CancelStep :one
-SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at FROM stepevents.cancel_step($1::uuid, $2::text)
+SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id FROM stepevents.cancel_step($1::uuid, $2::text)
 `
 
 type CancelStepParams struct {
@@ -46,12 +46,13 @@ func (q *Queries) CancelStep(ctx context.Context, db DBTX, arg CancelStepParams)
 		&i.State,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ClaimID,
 	)
 	return i, err
 }
 
 const getStep = `-- name: GetStep :one
-SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at FROM stepevents.workflow_steps WHERE step_uuid = $1::uuid
+SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id FROM stepevents.workflow_steps WHERE step_uuid = $1::uuid
 `
 
 func (q *Queries) GetStep(ctx context.Context, db DBTX, stepUuid uuid.UUID) (StepeventsWorkflowStep, error) {
@@ -80,6 +81,7 @@ func (q *Queries) GetStep(ctx context.Context, db DBTX, stepUuid uuid.UUID) (Ste
 		&i.State,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ClaimID,
 	)
 	return i, err
 }
@@ -168,7 +170,7 @@ func (q *Queries) ListStepTransitions(ctx context.Context, db DBTX, stepUuid uui
 }
 
 const releaseStep = `-- name: ReleaseStep :one
-SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at FROM stepevents.release_step($1::uuid, $2::text)
+SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id FROM stepevents.release_step($1::uuid, $2::text)
 `
 
 type ReleaseStepParams struct {
@@ -202,12 +204,13 @@ func (q *Queries) ReleaseStep(ctx context.Context, db DBTX, arg ReleaseStepParam
 		&i.State,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ClaimID,
 	)
 	return i, err
 }
 
 const resetStep = `-- name: ResetStep :one
-SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at FROM stepevents.reset_step($1::uuid, $2::text)
+SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id FROM stepevents.reset_step($1::uuid, $2::text)
 `
 
 type ResetStepParams struct {
@@ -241,12 +244,13 @@ func (q *Queries) ResetStep(ctx context.Context, db DBTX, arg ResetStepParams) (
 		&i.State,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ClaimID,
 	)
 	return i, err
 }
 
 const resolveStep = `-- name: ResolveStep :one
-SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at FROM stepevents.resolve_step($1::uuid, $2::text)
+SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id FROM stepevents.resolve_step($1::uuid, $2::text)
 `
 
 type ResolveStepParams struct {
@@ -280,12 +284,13 @@ func (q *Queries) ResolveStep(ctx context.Context, db DBTX, arg ResolveStepParam
 		&i.State,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ClaimID,
 	)
 	return i, err
 }
 
 const startStep = `-- name: StartStep :one
-SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at FROM stepevents.start_step($1::uuid)
+SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id FROM stepevents.start_step($1::uuid)
 `
 
 func (q *Queries) StartStep(ctx context.Context, db DBTX, stepUuid uuid.UUID) (StepeventsWorkflowStep, error) {
@@ -314,6 +319,7 @@ func (q *Queries) StartStep(ctx context.Context, db DBTX, stepUuid uuid.UUID) (S
 		&i.State,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ClaimID,
 	)
 	return i, err
 }

@@ -16,9 +16,11 @@ SELECT * FROM stepevents.stale_steps(
     sqlc.narg(handlers)::text[],
     @exclude::uuid[]);
 
--- name: LockInProgressAttempt :one
--- The attempt of an in_progress step, locked for the rest of the caller's
--- transaction; no row when the step is not in_progress.
+-- name: LockClaim :one
+-- Locks the step for the rest of the caller's transaction if it is
+-- in_progress under the claim claim_id (see workflow_steps.claim_id) and
+-- returns its attempt; no row when that claim is over. The conditions are
+-- rechecked on the row's latest version once locked.
 SELECT attempts FROM stepevents.workflow_steps
-WHERE step_uuid = @step_uuid::uuid AND state = 'in_progress'
+WHERE step_uuid = @step_uuid::uuid AND state = 'in_progress' AND claim_id = @claim_id::bigint
 FOR UPDATE;

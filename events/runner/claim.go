@@ -22,9 +22,13 @@ type job struct {
 	step    events.Step
 	task    events.Task
 	attempt int
-	ctx     context.Context // the handler's ctx before its timeout; cancelled by shutdown
-	cancel  context.CancelFunc
-	state   atomic.Int32
+	// claim identifies the claim that started the attempt (the step's
+	// claim_id then). Unlike attempt numbers, which release and reset hand
+	// out again, it is never reused: the fence compares it.
+	claim  int64
+	ctx    context.Context // the handler's ctx before its timeout; cancelled by shutdown
+	cancel context.CancelFunc
+	state  atomic.Int32
 }
 
 // claim starts one ready step and returns it as a job, or nil. It runs on
@@ -44,12 +48,21 @@ func (r *Runner) claim(base context.Context) *job {
 	}
 	r.stats.claimed.Add(1)
 	row := rows[0]
-	j := &job{step: stepFromClaim(row), task: taskFromClaim(row), attempt: int(row.Attempts)}
+	j := &job{step: stepFromClaim(row), task: taskFromClaim(row), attempt: int(row.Attempts), claim: claimOf(row.ClaimID)}
 	j.ctx, j.cancel = context.WithCancel(base)
 	r.mu.Lock()
 	r.inflight[j] = struct{}{} // from here on, shutdown sees it
 	r.mu.Unlock()
 	return j
+}
+
+// claimOf reads a claim_id: NULL (a step never claimed) gives 0, which
+// matches no claim, since transition ids start at 1.
+func claimOf(id *int64) int64 {
+	if id == nil {
+		return 0
+	}
+	return *id
 }
 
 func stepFromClaim(r db.ClaimReadyStepsRow) events.Step {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/stepevents/stepevents/db"
 	"github.com/stepevents/stepevents/events"
 )
 
@@ -139,11 +140,14 @@ func (r *Runner) recordTx(ctx context.Context, j *job,
 	}
 }
 
-// lockAttempt locks the step and checks that it is in_progress with j's attempt.
+// lockAttempt locks the step and checks that it is in_progress under j's
+// claim. The claim, not the attempt number: release_step refunds an attempt
+// and reset_step zeroes the count, so a later claim may run under j's
+// attempt number while j's handler is still going.
 func (r *Runner) lockAttempt(ctx context.Context, tx pgx.Tx, j *job) error {
-	attempts, err := r.queries.LockInProgressAttempt(ctx, tx, j.step.StepUUID)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && int(attempts) != j.attempt) {
-		return fmt.Errorf("step %s attempt %d: %w", j.step.StepUUID, j.attempt, errSuperseded)
+	_, err := r.queries.LockClaim(ctx, tx, db.LockClaimParams{StepUuid: j.step.StepUUID, ClaimID: j.claim})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("step %s attempt %d (claim %d): %w", j.step.StepUUID, j.attempt, j.claim, errSuperseded)
 	}
 	if err != nil {
 		return fmt.Errorf("error locking step %s: %w", j.step.StepUUID, err)

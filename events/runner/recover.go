@@ -39,7 +39,7 @@ func (r *Runner) RecoverStaleSteps(ctx context.Context) (int, error) {
 		}
 		n := 0
 		for _, row := range rows {
-			ok, err := r.recoverStep(ctx, stepFromRow(row))
+			ok, err := r.recoverStep(ctx, stepFromRow(row), claimOf(row.ClaimID))
 			if err != nil {
 				return recovered, err
 			}
@@ -56,9 +56,10 @@ func (r *Runner) RecoverStaleSteps(ctx context.Context) (int, error) {
 	}
 }
 
-// recoverStep fails one stale step if it is still in the attempt seen.
-func (r *Runner) recoverStep(ctx context.Context, s events.Step) (bool, error) {
-	j := &job{step: s, attempt: s.Attempts}
+// recoverStep fails one stale step if it is still in the attempt seen,
+// the one claim started.
+func (r *Runner) recoverStep(ctx context.Context, s events.Step, claim int64) (bool, error) {
+	j := &job{step: s, attempt: s.Attempts, claim: claim}
 	var started time.Time
 	if s.LastAttemptedAt != nil {
 		started = *s.LastAttemptedAt

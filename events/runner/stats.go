@@ -22,9 +22,10 @@ type Stats struct {
 	// Recovered counts stale in_progress steps RecoverStaleSteps failed.
 	Recovered uint64 `json:"recovered"`
 	// Superseded counts outcomes discarded because their attempt was no
-	// longer in progress: recovered as stale by a runner meanwhile, or
-	// already committed by an earlier try whose acknowledgement was lost
-	// (a connection dropped during commit).
+	// longer in progress: recovered as stale by a runner meanwhile,
+	// released or reset (and perhaps claimed again) meanwhile, or already
+	// committed by an earlier try whose acknowledgement was lost (a
+	// connection dropped during commit).
 	Superseded uint64 `json:"superseded"`
 	// RecordErrors counts outcomes that could not be recorded after
 	// retries; their steps stay in_progress until recovered as stale.
