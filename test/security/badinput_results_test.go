@@ -74,6 +74,7 @@ func TestStepResultRefusesBadDocuments(t *testing.T) {
 		require.ErrorContains(t, err, "error failing step")
 	}
 	requireUnchanged(t, e.admin, before, "refused results")
+	notified(t, client)
 	barrier(t, e.admin, capture, nil)
 	require.Zero(t, countNamed(capture.Events(), "payment.processed"), "a refused result published a fast event")
 
@@ -179,6 +180,7 @@ func TestCompletingStepsNotInProgress(t *testing.T) {
 	require.NoError(t, err)
 	byState["resolved_manually"] = b[stepInventory]
 
+	notified(t, client)
 	barrier(t, e.admin, capture, nil)
 	fastBefore := capture.Count()
 	before := takeSnapshot(t, e.admin)
@@ -193,6 +195,7 @@ func TestCompletingStepsNotInProgress(t *testing.T) {
 		require.ErrorIs(t, err, events.ErrIllegalTransition, "fail a %s step", state)
 	}
 	requireUnchanged(t, e.admin, before, "completing steps not in progress")
+	notified(t, client)
 	barrier(t, e.admin, capture, nil)
 	require.Equal(t, fastBefore+1, capture.Count(), "only the barrier arrived")
 }
@@ -216,6 +219,7 @@ func TestDoubleCompletion(t *testing.T) {
 	require.ErrorIs(t, err, events.ErrIllegalTransition)
 	requireUnchanged(t, e.admin, before, "a second completion")
 
+	notified(t, client)
 	barrier(t, e.admin, capture, nil)
 	evs := capture.Events()
 	require.Equal(t, 1, countNamed(evs, "payment.processed"))

@@ -236,6 +236,17 @@ func notify(t *testing.T, pool *pgxpool.Pool, payload string) {
 // barrier notifies a marker event (signed with key when set) and waits for
 // it: every notification committed before it has then been through the
 // listener and the bus (NOTIFY delivers in commit order).
+// notified waits until client has sent every fast copy it routed. After-commit
+// fast events leave asynchronously through the notifier: a barrier sent
+// before them could overtake them.
+func notified(t *testing.T, client *events.Client) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		s := client.Stats()
+		return s.FastNotified+s.FastDeliveryErrors >= s.FastRouted+s.BroadcastRouted
+	}, waitTimeout, 5*time.Millisecond, "the notifier did not send every routed fast event")
+}
+
 func barrier(t *testing.T, pool *pgxpool.Pool, capture *eventstest.FastEventCapture, key []byte) {
 	t.Helper()
 	name := "test.barrier_" + strings.ReplaceAll(uuid.NewString(), "-", "")
