@@ -13,33 +13,6 @@ import (
 	"github.com/stepevents/stepevents/events/template"
 )
 
-// recorded is the document stepevents.record_step_result returns.
-type recorded struct {
-	StepRow     stepRowJSON `json:"step"`
-	Succeeded   bool        `json:"succeeded"`
-	IsRetryable *bool       `json:"is_retryable"`
-	TemplateID  int64       `json:"template_id"`
-	// Sequence is the task_sequence_step document events embed as is.
-	Sequence     json.RawMessage `json:"task_sequence_step"`
-	Declarations []struct {
-		EventName    string  `json:"event_name"`
-		Condition    string  `json:"condition"`
-		DeliveryMode string  `json:"delivery_mode"`
-		Publisher    *string `json:"publisher"`
-		Fires        bool    `json:"fires"`
-	} `json:"declarations"`
-}
-
-// sequenceFields are the parts of task_sequence_step publishers see as fields.
-type sequenceFields struct {
-	Task struct {
-		Namespace     string          `json:"namespace"`
-		Context       json.RawMessage `json:"context"`
-		CorrelationID uuid.UUID       `json:"correlation_id"`
-	} `json:"task"`
-	DependencyResults map[string]json.RawMessage `json:"dependency_results"`
-}
-
 // outgoing collects what one completion sends.
 type outgoing struct {
 	messages, headers [][]byte
@@ -66,13 +39,9 @@ func (c *Client) record(ctx context.Context, x *stmtExec, stepUUID uuid.UUID, p 
 	if err != nil {
 		return nil, mapError(err, fmt.Sprintf("error recording result of step %s", stepUUID))
 	}
-	var rec recorded
-	if err := json.Unmarshal(raw, &rec); err != nil {
+	rec, seq, err := decodeRecorded(raw)
+	if err != nil {
 		return nil, fmt.Errorf("error decoding recorded result of step %s: %w", stepUUID, err)
-	}
-	var seq sequenceFields
-	if err := json.Unmarshal(rec.Sequence, &seq); err != nil {
-		return nil, fmt.Errorf("error decoding the context of step %s: %w", stepUUID, err)
 	}
 
 	step := rec.StepRow.step()
