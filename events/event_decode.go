@@ -1,7 +1,6 @@
 package events
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 
@@ -12,15 +11,16 @@ import (
 
 // DecodeStoredEvent decodes an event whose JSON is known to be valid: a
 // jsonb value such as a pgmq message body, or an event of an envelope
-// DecodeEnvelope returned. json.Unmarshal
-// validates the whole document, then walks it again, and once more over each
-// raw part; this decoder walks the document once, hands only the small parts
-// (metadata, error) to encoding/json and copies the large raw parts
-// (payload, task_sequence_step, result) as they are, at about a quarter of
-// the CPU (BenchmarkEventDecode). Keys match as json.Unmarshal matches them
-// (case-insensitively, the last duplicate wins). Malformed input gives an
-// error, never a panic, but a raw part that is not valid JSON is kept as is:
-// use json.Unmarshal for text that did not come out of a jsonb value.
+// DecodeEnvelope returned. json.Unmarshal validates the whole document,
+// then walks it again, and once more over each raw part; this decoder walks
+// the document once and hands only the small parts (metadata, error) to
+// encoding/json, at about a third of the CPU (BenchmarkDecodeStoredEvent).
+// The large raw parts (payload, task_sequence_step, result) are not copied:
+// they share b's memory, so b must not change while the event is in use.
+// Keys match as json.Unmarshal matches them (case-insensitively, the last
+// duplicate wins). Malformed input gives an error, never a panic, but a raw
+// part that is not valid JSON is kept as is: use json.Unmarshal for text
+// that did not come out of a jsonb value or a decoded envelope.
 func DecodeStoredEvent(b []byte) (Event, error) {
 	var ev Event
 	err := jsonscan.ObjectFields(b, func(key, val []byte) error {
@@ -51,9 +51,9 @@ func decodePayload(b []byte, p *EventPayload) error {
 	return jsonscan.ObjectFields(b, func(key, val []byte) error {
 		switch {
 		case jsonscan.KeyIs(key, "payload"):
-			p.Payload = bytes.Clone(val)
+			p.Payload = val
 		case jsonscan.KeyIs(key, "task_sequence_step"):
-			p.TaskSequenceStep = bytes.Clone(val)
+			p.TaskSequenceStep = val
 		case jsonscan.KeyIs(key, "execution_result"):
 			return decodeExecutionResult(val, &p.ExecutionResult)
 		}
@@ -96,7 +96,7 @@ func decodeExecutionResult(b []byte, r *ExecutionResult) error {
 		case jsonscan.KeyIs(key, "status"):
 			return jsonscan.String(val, &r.Status)
 		case jsonscan.KeyIs(key, "result"):
-			r.Result = bytes.Clone(val)
+			r.Result = val
 		case jsonscan.KeyIs(key, "error"):
 			if jsonscan.IsNull(val) {
 				r.Error = nil
