@@ -24,12 +24,42 @@ func (b *ackBatch) add(m *message, r Result) {
 // timeout vt left: acknowledged later, it could reappear to another
 // consumer and be handled twice.
 func (b *ackBatch) due(vt time.Duration) bool {
-	for _, m := range b.msgs {
-		if time.Until(m.VisibleAt) < vt/2 {
-			return true
+	return len(b.msgs) > 0 && time.Until(b.dueAt(vt)) <= 0
+}
+
+// dueAt is when the first pending message has half of its lease left.
+func (b *ackBatch) dueAt(vt time.Duration) time.Time {
+	var at time.Time
+	for i, m := range b.msgs {
+		if t := m.VisibleAt.Add(-vt / 2); i == 0 || t.Before(at) {
+			at = t
 		}
 	}
-	return false
+	return at
+}
+
+// flushWhenDue arms a timer that flushes the pending acknowledgements when
+// they fall due while a handler runs, so one slow handler cannot let the
+// batch's handled messages reappear. The returned stop disarms it, or waits
+// for a flush in progress, and returns that flush's error; after stop, b
+// and res belong to the caller again.
+func (c *Consumer) flushWhenDue(ctx context.Context, b *ackBatch, res *Result) (stop func() error) {
+	if len(b.msgs) == 0 {
+		return func() error { return nil }
+	}
+	done := make(chan struct{})
+	var err error
+	t := time.AfterFunc(time.Until(b.dueAt(c.cfg.VisibilityTimeout)), func() {
+		defer close(done)
+		err = c.flush(ctx, b, res)
+	})
+	return func() error {
+		if t.Stop() {
+			return nil
+		}
+		<-done
+		return err
+	}
 }
 
 // flush deletes (or archives) the pending messages in one statement. When

@@ -110,3 +110,29 @@ func TestDeliveryHeaders(t *testing.T) {
 	require.Equal(t, []map[string]any{{"event_name": "order.shipped", "n": float64(2),
 		"nested": map[string]any{"a": []any{"x"}}, "esc": "a\"b\u00e9"}, nil}, got)
 }
+
+// A slow handler does not hold the batch's pending acknowledgements past
+// half of their lease: they are sent while it runs.
+func TestSlowHandlerDoesNotHoldAcknowledgements(t *testing.T) {
+	t.Parallel()
+	pool := setup(t)
+	send(t, pool, newEvent("order.shipped"), nil)
+	send(t, pool, newEvent("order.shipped"), nil)
+	c := newConsumer(t, pool, consumer.Config{BatchSize: 2, VisibilityTimeout: 2 * time.Second})
+	calls := 0
+	var during int
+	res, err := c.ProcessOnce(context.Background(), func(context.Context, events.Event, consumer.Delivery) error {
+		calls++
+		if calls == 2 {
+			// The first message's acknowledgement is due 1 s after the
+			// read (half of the 2 s lease).
+			time.Sleep(1400 * time.Millisecond)
+			during = count(t, pool, queueTable)
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, consumer.Result{Read: 2, Handled: 2}, res)
+	require.Equal(t, 1, during, "the first message was acknowledged while the second's handler ran")
+	require.Equal(t, 0, count(t, pool, queueTable))
+}

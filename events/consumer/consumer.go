@@ -165,7 +165,13 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 				break
 			}
 		}
+		// A slow handler must not hold the pending acknowledgements past
+		// their lease: they are flushed beside it once due.
+		stop := c.flushWhenDue(ctx, &acks, &res)
 		out, ack, err := c.process(ctx, handler, &msgs[i])
+		if ferr := stop(); ferr != nil && err == nil {
+			err = ferr
+		}
 		res.add(out)
 		if ack {
 			acks.add(&msgs[i], out)
