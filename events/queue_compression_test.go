@@ -33,3 +33,34 @@ func TestQueueMessagesAreLZ4(t *testing.T) {
 	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT stepevents.compress_queue_messages('nope')`).Scan(&ok))
 	require.False(t, ok)
 }
+
+// A busy queue table is left as it is rather than stalling its producers:
+// the lock wait is bounded, and the caller's lock_timeout is restored.
+func TestQueueCompressionGivesUpOnABusyTable(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	_, err := b.pool.Exec(b.ctx, `SELECT pgmq.create('busy_domain_events')`)
+	require.NoError(t, err)
+	holder, err := b.pool.Begin(b.ctx)
+	require.NoError(t, err)
+	defer func() { _ = holder.Rollback(b.ctx) }()
+	_, err = holder.Exec(b.ctx, `SELECT count(*) FROM pgmq.q_busy_domain_events`)
+	require.NoError(t, err)
+
+	conn, err := b.pool.Acquire(b.ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	tx, err := conn.Begin(b.ctx)
+	require.NoError(t, err)
+	var ok bool
+	var timeout string
+	require.NoError(t, tx.QueryRow(b.ctx, `SELECT stepevents.compress_queue_messages('busy_domain_events')`).Scan(&ok))
+	require.False(t, ok, "the table was busy")
+	require.NoError(t, tx.QueryRow(b.ctx, `SHOW lock_timeout`).Scan(&timeout))
+	require.Equal(t, "0", timeout)
+	require.NoError(t, tx.Commit(b.ctx))
+
+	require.NoError(t, holder.Rollback(b.ctx))
+	require.NoError(t, conn.QueryRow(b.ctx, `SELECT stepevents.compress_queue_messages('busy_domain_events')`).Scan(&ok))
+	require.True(t, ok)
+}

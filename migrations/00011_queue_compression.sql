@@ -13,13 +13,18 @@
 -- compress_queue_messages sets lz4 compression on the message column of
 -- pgmq queue p_queue. A catalog change, made once: it is a no-op (true)
 -- when already set, and returns false, changing nothing, when the server
--- was built without lz4, the queue does not exist, or the caller does not
--- own the queue table. Messages already stored keep their compression.
+-- was built without lz4, the queue does not exist, the caller does not own
+-- the queue table, or the table is busy. The change takes an ACCESS
+-- EXCLUSIVE lock on the queue table until the caller's transaction ends,
+-- so it waits at most 200 ms for it and gives up rather than stall the
+-- queue's producers. Messages already stored keep their compression.
 CREATE FUNCTION stepevents.compress_queue_messages(p_queue text)
 RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
     v_table regclass := to_regclass(format('pgmq.%I', lower('q_' || p_queue)));
+    v_lock_timeout text := current_setting('lock_timeout');
+    v_done boolean := true;
 BEGIN
     IF v_table IS NULL OR NOT EXISTS (
         SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)) THEN
@@ -29,12 +34,14 @@ BEGIN
                WHERE attrelid = v_table AND attname = 'message' AND attcompression = 'l') THEN
         RETURN true;
     END IF;
+    PERFORM set_config('lock_timeout', '200ms', true);
     BEGIN
         EXECUTE format('ALTER TABLE %s ALTER COLUMN message SET COMPRESSION lz4', v_table);
-    EXCEPTION WHEN insufficient_privilege THEN
-        RETURN false;
+    EXCEPTION WHEN insufficient_privilege OR lock_not_available THEN
+        v_done := false;
     END;
-    RETURN true;
+    PERFORM set_config('lock_timeout', v_lock_timeout, true);
+    RETURN v_done;
 END
 $$;
 -- +goose StatementEnd
