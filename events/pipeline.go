@@ -41,15 +41,15 @@ func (p pipelined) QueryRow(ctx context.Context, sql string, args ...any) pgx.Ro
 	if p.after != "" {
 		b.Queue(p.after)
 	}
-	return &batchRow{br: p.conn.SendBatch(ctx, b), before: p.before != ""}
+	return &batchRow{br: p.conn.SendBatch(ctx, b), before: p.before != "", after: p.after != ""}
 }
 
 // batchRow reads the batch in order. An error in any statement is the
 // row's error: after a failed statement the server skips the rest (a
 // COMMIT after a failed emit never runs; the caller rolls back).
 type batchRow struct {
-	br     pgx.BatchResults
-	before bool
+	br            pgx.BatchResults
+	before, after bool
 }
 
 func (r *batchRow) Scan(dest ...any) error {
@@ -59,6 +59,12 @@ func (r *batchRow) Scan(dest ...any) error {
 	}
 	if err == nil {
 		err = r.br.QueryRow().Scan(dest...)
+	}
+	if err == nil && r.after {
+		var tag pgconn.CommandTag
+		if tag, err = r.br.Exec(); err == nil && tag.String() == "ROLLBACK" {
+			err = pgx.ErrTxCommitRollback
+		}
 	}
 	if cerr := r.br.Close(); err == nil {
 		err = cerr
@@ -90,7 +96,11 @@ func (t *ownTx) last() pipelined { return pipelined{conn: t.conn, after: "COMMIT
 
 // commit sends COMMIT alone, when the last statement ran already.
 func (t *ownTx) commit(ctx context.Context) error {
-	if _, err := t.conn.Exec(ctx, "COMMIT"); err != nil {
+	tag, err := t.conn.Exec(ctx, "COMMIT")
+	if err == nil && tag.String() == "ROLLBACK" {
+		err = pgx.ErrTxCommitRollback
+	}
+	if err != nil {
 		return fmt.Errorf("error committing transaction: %w", err)
 	}
 	t.closed = true
