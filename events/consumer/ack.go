@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -38,28 +39,52 @@ func (b *ackBatch) dueAt(vt time.Duration) time.Time {
 	return at
 }
 
-// flushWhenDue arms a timer that flushes the pending acknowledgements when
+// dueFlusher flushes a batch's pending acknowledgements from a timer when
 // they fall due while a handler runs, so one slow handler cannot let the
-// batch's handled messages reappear. The returned stop disarms it, or waits
-// for a flush in progress, and returns that flush's error; after stop, b
-// and res belong to the caller again.
-func (c *Consumer) flushWhenDue(ctx context.Context, b *ackBatch, res *Result) (stop func() error) {
-	if len(b.msgs) == 0 {
-		return func() error { return nil }
+// batch's handled messages reappear. One timer serves the whole batch.
+type dueFlusher struct {
+	c   *Consumer
+	ctx context.Context
+	b   *ackBatch
+	res *Result
+	t   *time.Timer
+	wg  sync.WaitGroup
+	err error
+}
+
+func (f *dueFlusher) fire() {
+	defer f.wg.Done()
+	f.err = f.c.flush(f.ctx, f.b, f.res)
+}
+
+// arm starts the timer for the pending acknowledgements' due time, if
+// there are any; it reports whether it did. Until stop, b and res belong
+// to the timer.
+func (f *dueFlusher) arm() bool {
+	if len(f.b.msgs) == 0 {
+		return false
 	}
-	done := make(chan struct{})
-	var err error
-	t := time.AfterFunc(time.Until(b.dueAt(c.cfg.VisibilityTimeout)), func() {
-		defer close(done)
-		err = c.flush(ctx, b, res)
-	})
-	return func() error {
-		if t.Stop() {
-			return nil
-		}
-		<-done
-		return err
+	f.wg.Add(1)
+	d := time.Until(f.b.dueAt(f.c.cfg.VisibilityTimeout))
+	if f.t == nil {
+		f.t = time.AfterFunc(d, f.fire)
+	} else {
+		f.t.Reset(d)
 	}
+	return true
+}
+
+// stop disarms the timer, or waits for its flush, and returns that
+// flush's error.
+func (f *dueFlusher) stop() error {
+	if f.t.Stop() {
+		f.wg.Done()
+		return nil
+	}
+	f.wg.Wait()
+	err := f.err
+	f.err = nil
+	return err
 }
 
 // flush deletes (or archives) the pending messages in one statement. When

@@ -135,6 +135,7 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 	errs := 0
 	var dbErr error
 	var acks ackBatch
+	due := &dueFlusher{c: c, ctx: ctx, b: &acks, res: &res}
 	for i := range msgs {
 		if ctx.Err() != nil || dbErr != nil {
 			// Stopping, or the database failed: give the rest back unhandled.
@@ -167,10 +168,12 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 		}
 		// A slow handler must not hold the pending acknowledgements past
 		// their lease: they are flushed beside it once due.
-		stop := c.flushWhenDue(ctx, &acks, &res)
+		armed := due.arm()
 		out, ack, err := c.process(ctx, handler, &msgs[i])
-		if ferr := stop(); ferr != nil && err == nil {
-			err = ferr
+		if armed {
+			if ferr := due.stop(); ferr != nil && err == nil {
+				err = ferr
+			}
 		}
 		res.add(out)
 		if ack {
