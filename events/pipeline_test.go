@@ -1,8 +1,10 @@
 package events_test
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -59,4 +61,44 @@ func TestCompleteStepOwnTransactionFailures(t *testing.T) {
 	require.Equal(t, []string{"payment.processed"}, names(rows))
 	require.Len(t, comp.Published, 1)
 	require.Equal(t, rows[0].MsgID, comp.Published[0].MsgID, "msg ids come back through the pipelined batch")
+}
+
+// A completion cancelled at any point either committed or left nothing,
+// and never leaves a transaction open on a pooled connection.
+func TestCompleteStepCancelledAnywhere(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	for i := range 30 {
+		_, steps := b.newTask(t)
+		b.complete(t, steps[stepValidate], validResult)
+		payment := steps[stepPayment]
+		b.start(t, payment)
+		ctx, cancel := context.WithTimeout(b.ctx, time.Duration(i*100)*time.Microsecond)
+		comp, err := b.client.CompleteStep(ctx, payment, json.RawMessage(`{"transaction_id":"txn-1","amount":42.5}`))
+		cancel()
+		s, gerr := events.GetStep(b.ctx, b.pool, payment)
+		require.NoError(t, gerr)
+		var queued int
+		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM pgmq.q_domain_events_domain_events
+			WHERE message->'metadata'->>'step_uuid' = $1`, payment.String()).Scan(&queued))
+		switch s.State {
+		case "complete":
+			require.Equal(t, 1, queued, "a committed completion has its durable event")
+		case "in_progress":
+			require.Error(t, err)
+			require.Nil(t, comp)
+			require.Zero(t, queued, "a completion that did not commit sent nothing")
+		default:
+			t.Fatalf("step is %s after a cancelled completion", s.State)
+		}
+		if err == nil {
+			require.Equal(t, "complete", s.State)
+		}
+	}
+	require.Eventually(t, func() bool {
+		var n int
+		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND state LIKE 'idle in transaction%'`).Scan(&n))
+		return n == 0
+	}, 5*time.Second, 20*time.Millisecond, "a transaction was left open")
 }
