@@ -48,9 +48,10 @@ func (e *benchEnv) fastGroup(rate float64, full bool) benchGroup {
 	if rate == 1000 {
 		tg = targetFastP99
 	}
-	subject := e.fastSide("fast_after_commit_to_handler", tplFast, e.afterCommit, rate)
-	inTx := e.fastSide("fast_in_transaction_to_handler", tplFast, e.inTx, rate)
-	batched := e.fastSide("fast_after_commit_4_per_completion", tplFast4, e.afterCommit, rate/4)
+	arr := newArrivals()
+	subject := e.fastSide("fast_after_commit_to_handler", tplFast, e.afterCommit, rate, arr)
+	inTx := e.fastSide("fast_in_transaction_to_handler", tplFast, e.inTx, rate, arr)
+	batched := e.fastSide("fast_after_commit_4_per_completion", tplFast4, e.afterCommit, rate/4, arr)
 	x4Row := "fast_latency/" + label + "x4"
 	if full {
 		rows = append(rows, x4Row)
@@ -70,7 +71,7 @@ func (e *benchEnv) fastGroup(rate float64, full bool) benchGroup {
 	return benchGroup{
 		name: "fast latency " + label, rows: rows, sides: sides,
 		setup: func(ctx context.Context) (func(context.Context) error, error) {
-			return e.startFastReceivers(ctx, raw.delivery, subject.delivery, inTx.delivery, batched.delivery)
+			return e.startFastReceivers(ctx, arr, raw.delivery, subject.delivery, inTx.delivery, batched.delivery)
 		},
 		report: func(s []*benchSide) []scenarioResult {
 			out := []scenarioResult{latencyRow(row, fastClients, s[0].summary(), s[1].summary(), tg)}
@@ -87,31 +88,32 @@ func (e *benchEnv) fastGroup(rate float64, full bool) benchGroup {
 }
 
 // fastSide completes steps of tpl (bench_fast or bench_fast4) with client at
-// rate completions per second, and times each fast event from just before
-// its transaction commits to its subscriber's handler.
-func (e *benchEnv) fastSide(name, tpl string, client *events.Client, rate float64) *benchSide {
+// rate completions per second through Client.CompleteStep, and times each
+// fast event from when its transaction's COMMIT left the client (stamped by
+// commitStamper) to its subscriber's handler.
+func (e *benchEnv) fastSide(name, tpl string, client *events.Client, rate float64, arr *arrivals) *benchSide {
 	s := &benchSide{name: name, unit: "events", clients: fastClients, rate: rate, delivery: newDeliveryRecorder(),
 		prepare: func(ctx context.Context, n int) ([]uuid.UUID, error) { return e.prepareSteps(ctx, tpl, n) }}
 	s.op = func(ctx context.Context, step uuid.UUID) (int, error) {
+		var stamp commitStamp
+		comp, err := client.CompleteStep(withCommitStamp(ctx, &stamp), step, benchResult)
+		if err != nil {
+			return 0, err
+		}
+		if stamp.at.IsZero() {
+			return 0, fmt.Errorf("completing step %s sent no COMMIT the bench could stamp", step)
+		}
 		n := 0
-		err := client.InTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-			comp, err := client.CompleteStepTx(ctx, tx, step, benchResult)
-			if err != nil {
-				return err
+		for _, p := range comp.Published {
+			if p.Mode == template.DeliveryFast || p.Mode == template.DeliveryBroadcast {
+				arr.expect(s.delivery, p.EventID, stamp.at)
+				n++
 			}
-			now := time.Now() // the last thing before InTx commits
-			for _, p := range comp.Published {
-				if p.Mode == template.DeliveryFast || p.Mode == template.DeliveryBroadcast {
-					s.delivery.expect(p.EventID, now)
-					n++
-				}
-			}
-			if n == 0 {
-				return fmt.Errorf("step %s published no fast event (%d skipped, errors %v)", step, len(comp.Skipped), comp.Errors)
-			}
-			return nil
-		})
-		return n, err
+		}
+		if n == 0 {
+			return 0, fmt.Errorf("step %s published no fast event (%d skipped, errors %v)", step, len(comp.Skipped), comp.Errors)
+		}
+		return n, nil
 	}
 	return s
 }
@@ -120,15 +122,11 @@ func (e *benchEnv) fastSide(name, tpl string, client *events.Client, rate float6
 // whose one subscriber hands every event to the recorder expecting it, and
 // a bare LISTEN connection on rawChannel for the baseline. It returns their
 // teardown.
-func (e *benchEnv) startFastReceivers(ctx context.Context, raw *deliveryRecorder,
+func (e *benchEnv) startFastReceivers(ctx context.Context, arr *arrivals, raw *deliveryRecorder,
 	subjects ...*deliveryRecorder) (func(context.Context) error, error) {
 	bus := events.NewBus(events.BusConfig{QueueSize: 1 << 16})
 	_, err := bus.Subscribe("*", func(_ context.Context, ev events.Event) error {
-		for _, r := range subjects {
-			if r.deliver(ev.EventID) {
-				return nil
-			}
-		}
+		arr.deliver(ev.EventID, subjects)
 		return nil
 	}, events.WithName("bench_latency"))
 	if err != nil {
@@ -172,6 +170,7 @@ func (e *benchEnv) startFastReceivers(ctx context.Context, raw *deliveryRecorder
 	return func(ctx context.Context) error {
 		stopRaw()
 		wg.Wait()
+		defer arr.reset()
 		errs := []error{rawConn.Close(ctx), listener.Stop(ctx)}
 		if _, err := bus.Close(ctx); err != nil {
 			errs = append(errs, err)

@@ -269,8 +269,17 @@ func (r *deliveryRecorder) expect(id uuid.UUID, at time.Time) {
 
 // deliver records the latency of id's delivery; it reports whether id was
 // expected (by this recorder).
-func (r *deliveryRecorder) deliver(id uuid.UUID) bool {
-	now := time.Now()
+func (r *deliveryRecorder) deliver(id uuid.UUID) bool { return r.deliverAt(id, time.Now()) }
+
+// recordAt records a latency measured elsewhere (see arrivals).
+func (r *deliveryRecorder) recordAt(d time.Duration) {
+	r.mu.Lock()
+	recordLatency(r.hist, d)
+	r.mu.Unlock()
+}
+
+// deliverAt is deliver for a delivery received at now.
+func (r *deliveryRecorder) deliverAt(id uuid.UUID, now time.Time) bool {
 	r.mu.Lock()
 	at, ok := r.pending[id]
 	if ok {

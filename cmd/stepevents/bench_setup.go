@@ -91,6 +91,7 @@ func openEnv(ctx context.Context, admin *pgxpool.Pool, name string, maxConns int
 	cfg := admin.Config().Copy()
 	cfg.ConnConfig.Database = name
 	cfg.MaxConns = maxConns
+	cfg.ConnConfig.Tracer = commitStamper{} // fast-latency clocks start at COMMIT
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("error connecting to scratch database %s: %w", name, err)
