@@ -157,9 +157,7 @@ func (c *Client) recordAlone(ctx context.Context, stepUUID uuid.UUID, p db.Recor
 	if err != nil {
 		return nil, err
 	}
-	if x.lastRan {
-		t.closed = true
-	} else if err := t.commit(ctx); err != nil {
+	if err := t.commit(ctx); err != nil {
 		return nil, err
 	}
 	c.ReleaseFast(comp)

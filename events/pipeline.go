@@ -74,10 +74,7 @@ func (r *batchRow) Scan(dest ...any) error {
 
 // ownTx is a transaction CompleteStep or FailStep runs on a pooled
 // connection, begun with its first statement and committed with its last.
-type ownTx struct {
-	conn   *pgxpool.Conn
-	closed bool // committed, or known rolled back
-}
+type ownTx struct{ conn *pgxpool.Conn }
 
 func (c *Client) beginOwnTx(ctx context.Context) (*ownTx, error) {
 	conn, err := c.pool.Acquire(ctx)
@@ -90,12 +87,21 @@ func (c *Client) beginOwnTx(ctx context.Context) (*ownTx, error) {
 // first runs the transaction's first statement, preceded by BEGIN.
 func (t *ownTx) first() pipelined { return pipelined{conn: t.conn, before: "BEGIN"} }
 
-// last runs the transaction's last statement, followed by COMMIT. The
-// caller marks the transaction closed once it succeeded.
+// last runs the transaction's last statement, followed by COMMIT.
 func (t *ownTx) last() pipelined { return pipelined{conn: t.conn, after: "COMMIT"} }
 
-// commit sends COMMIT alone, when the last statement ran already.
+// open reports a transaction still open on the connection (the server's
+// own status, as of its last reply): after a pipelined COMMIT it is not.
+func (t *ownTx) open() bool {
+	pc := t.conn.Conn().PgConn()
+	return !pc.IsClosed() && pc.TxStatus() != 'I'
+}
+
+// commit sends COMMIT alone, when no statement carried it.
 func (t *ownTx) commit(ctx context.Context) error {
+	if !t.open() {
+		return nil
+	}
 	tag, err := t.conn.Exec(ctx, "COMMIT")
 	if err == nil && tag.String() == "ROLLBACK" {
 		err = pgx.ErrTxCommitRollback
@@ -103,7 +109,6 @@ func (t *ownTx) commit(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("error committing transaction: %w", err)
 	}
-	t.closed = true
 	return nil
 }
 
@@ -111,8 +116,7 @@ func (t *ownTx) commit(ctx context.Context) error {
 // pool; a connection whose state is unknown is closed instead.
 func (t *ownTx) end(ctx context.Context) {
 	defer t.conn.Release()
-	pc := t.conn.Conn().PgConn()
-	if t.closed || pc.IsClosed() || pc.TxStatus() == 'I' {
+	if !t.open() {
 		return
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

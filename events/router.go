@@ -29,7 +29,6 @@ type stmtExec struct {
 	tx          db.DBTX // statements in between
 	first, last db.DBTX // record_step_result; emit_events
 	key         any     // the pgx.Tx InTx tracks after-commit fast events by
-	lastRan     bool    // emit_events ran (with COMMIT, in an own transaction)
 }
 
 func inTx(tx pgx.Tx) *stmtExec { return &stmtExec{tx: tx, first: tx, last: tx, key: tx} }
@@ -244,7 +243,6 @@ func (c *Client) emit(ctx context.Context, x *stmtExec, queue string, comp *Comp
 		}
 	}
 	if len(out.messages) > 0 || len(out.stashIDs) > 0 || len(notifications) > 0 {
-		x.lastRan = true
 		ids, err := c.queries.EmitEvents(ctx, x.last, db.EmitEventsParams{
 			Queue: queue, Messages: nonNil(out.messages), Headers: nonNil(out.headers), Channel: c.channel,
 			Notifications: nonNilS(notifications), StashIds: nonNilU(out.stashIDs), StashEvents: nonNil(out.stashEvents)})
