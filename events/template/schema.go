@@ -58,10 +58,19 @@ func (c *CompiledSchema) Validate(v any) []Violation {
 		return nil
 	}
 	inst, err := jsonInstance(v)
-	if err != nil {
-		return []Violation{{Pointer: "", Message: "value is not valid JSON: " + err.Error()}}
+	return c.ValidateInstance(Instance{v: inst, err: err})
+}
+
+// ValidateInstance is Validate for a value decoded by DecodeInstance, so a
+// payload checked against several schemas is decoded once.
+func (c *CompiledSchema) ValidateInstance(inst Instance) []Violation {
+	if c == nil {
+		return nil
 	}
-	err = c.schema.Validate(inst)
+	if inst.err != nil {
+		return []Violation{{Pointer: "", Message: "value is not valid JSON: " + inst.err.Error()}}
+	}
+	err := c.schema.Validate(inst.v)
 	if err == nil {
 		return nil
 	}
@@ -205,9 +214,9 @@ func where(tokens []string) string {
 func jsonInstance(v any) (any, error) {
 	switch x := v.(type) {
 	case json.RawMessage:
-		return jsonschema.UnmarshalJSON(bytes.NewReader(x))
+		return decodeJSON(x)
 	case []byte:
-		return jsonschema.UnmarshalJSON(bytes.NewReader(x))
+		return decodeJSON(x)
 	}
 	if isJSONTree(v, 0) {
 		return v, nil
@@ -216,7 +225,7 @@ func jsonInstance(v any) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	return decodeJSON(b)
 }
 
 // isJSONTree reports whether v already consists only of the types the

@@ -1,9 +1,11 @@
 package template_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stepevents/stepevents/events/template"
@@ -37,4 +39,26 @@ func BenchmarkValidatePayload(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkDecodeInstance is the decoding of a raw payload for validation,
+// which Validate did with jsonschema.UnmarshalJSON and now does in one pass
+// (DecodeInstance), with the same result.
+func BenchmarkDecodeInstance(b *testing.B) {
+	raw := []byte(`{"order_id": "0192f0c4-1b2c-7d3e-8f40-123456789abc", "transaction_id": "txn_1", ` +
+		`"amount": 42.5, "currency": "USD", "customer_tier": "standard", "attempt": 1}`)
+	b.Run("jsonschema.UnmarshalJSON", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("DecodeInstance", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			template.DecodeInstance(raw)
+		}
+	})
 }
