@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,6 +21,33 @@ type outgoing struct {
 	fast              []fastItem
 	stashIDs          []uuid.UUID
 	stashEvents       [][]byte
+
+	// The events of one completion share their raw parts and, with the
+	// default publisher, their payload: enc compacts each once, and
+	// instances decodes each payload once for all the schemas checking it.
+	enc       eventEncoder
+	instances []payloadInstance
+}
+
+type payloadInstance struct {
+	raw  []byte
+	inst template.Instance
+}
+
+// instance returns raw decoded for schema validation, decoding it only the
+// first time these bytes are seen in the completion. It keeps its own copy
+// of raw, which a publisher may reuse.
+func (o *outgoing) instance(raw []byte) template.Instance {
+	for _, p := range o.instances {
+		if bytes.Equal(p.raw, raw) {
+			return p.inst
+		}
+	}
+	inst := template.DecodeInstance(raw)
+	if len(o.instances) < maxMemo {
+		o.instances = append(o.instances, payloadInstance{raw: bytes.Clone(raw), inst: inst})
+	}
+	return inst
 }
 
 // stmtExec says what runs each statement of a completion: in the caller's
@@ -165,16 +193,18 @@ func (c *Client) buildEvent(sc *StepContext, d Declaration, e Emit, firedBy stri
 	if !mode.Valid() {
 		return fmt.Errorf("publisher %s emitted %s with unknown delivery mode %q", firedBy, e.Name, mode)
 	}
-	payload, err := encodePayload(e.Payload)
+	payload, err := encodePayload(e.Payload, &out.enc)
 	if err != nil {
 		return fmt.Errorf("publisher %s emitted %s with a payload that is not JSON: %w", firedBy, e.Name, err)
 	}
 	info := decls.lookup(sc.StepName, e.Name)
-	if v := info.schema.Validate(payload); len(v) > 0 {
-		c.stats.skip(SkipInvalidPayload)
-		comp.Skipped = append(comp.Skipped, SkippedEvent{Name: e.Name, Publisher: firedBy, Reason: SkipInvalidPayload,
-			Detail: joinViolations(v)})
-		return nil
+	if info.schema != nil {
+		if v := info.schema.ValidateInstance(out.instance(payload)); len(v) > 0 {
+			c.stats.skip(SkipInvalidPayload)
+			comp.Skipped = append(comp.Skipped, SkippedEvent{Name: e.Name, Publisher: firedBy,
+				Reason: SkipInvalidPayload, Detail: joinViolations(v)})
+			return nil
+		}
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -187,7 +217,7 @@ func (c *Client) buildEvent(sc *StepContext, d Declaration, e Emit, firedBy stri
 		Metadata: EventMetadata{TaskUUID: sc.TaskUUID, StepUUID: sc.StepUUID, StepName: sc.StepName,
 			Namespace: sc.Namespace, CorrelationID: sc.CorrelationID, FiredAt: time.Now().UTC(), FiredBy: firedBy},
 	}
-	full, err := json.Marshal(ev)
+	full, err := out.enc.appendEvent(nil, &ev)
 	if err != nil {
 		return fmt.Errorf("error encoding event %s: %w", e.Name, err)
 	}
@@ -215,17 +245,13 @@ func (c *Client) buildEvent(sc *StepContext, d Declaration, e Emit, firedBy stri
 			if err := redactEvent(&ev, payloadRedact, resultRedact, seq); err != nil {
 				return fmt.Errorf("error redacting %s: %w", e.Name, err)
 			}
-			if durable, err = json.Marshal(ev); err != nil {
+			if durable, err = out.enc.appendEvent(nil, &ev); err != nil {
 				return fmt.Errorf("error encoding event %s: %w", e.Name, err)
 			}
 		}
-		hdr, err := json.Marshal(map[string]string{"event_name": e.Name, "event_id": id.String()})
-		if err != nil {
-			return fmt.Errorf("error encoding headers of %s: %w", e.Name, err)
-		}
 		pub.Queue = queue
 		out.messages = append(out.messages, durable)
-		out.headers = append(out.headers, hdr)
+		out.headers = append(out.headers, appendHeaders(nil, id, e.Name))
 		out.durableIdx = append(out.durableIdx, len(comp.Published))
 	}
 	comp.Published = append(comp.Published, pub)
@@ -280,18 +306,20 @@ func (c *Client) emit(ctx context.Context, x *stmtExec, queue string, comp *Comp
 	return nil
 }
 
-func encodePayload(v any) (json.RawMessage, error) {
+// encodePayload returns an emitted payload as JSON. Raw JSON is checked by
+// compacting it with enc, which the event's encoding then reuses.
+func encodePayload(v any, enc *eventEncoder) (json.RawMessage, error) {
 	switch p := v.(type) {
 	case json.RawMessage:
 		if len(p) == 0 {
 			return json.RawMessage(`null`), nil
 		}
-		if !json.Valid(p) {
-			return nil, fmt.Errorf("invalid JSON")
+		if _, err := enc.compact(p); err != nil {
+			return nil, err
 		}
 		return p, nil
 	case []byte:
-		return encodePayload(json.RawMessage(p))
+		return encodePayload(json.RawMessage(p), enc)
 	default:
 		return json.Marshal(v)
 	}
