@@ -403,3 +403,37 @@ func TestConcurrentApplyTemplate(t *testing.T) {
 	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM stepevents.task_templates WHERE namespace = 'backoff_ns'`).Scan(&n))
 	require.Equal(t, 1, n)
 }
+
+// Step ids are UUIDv7: their time prefix orders steps by creation, so a
+// step's index entries and history rows sit next to its neighbours' (random
+// ids scattered them, and each checkpoint then cost a full page image per
+// touched page).
+func TestStepIDsAreTimeOrdered(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	unixMilli := func(id uuid.UUID) int64 {
+		var ms int64
+		for _, c := range id[:6] {
+			ms = ms<<8 | int64(c)
+		}
+		return ms
+	}
+	var prevMilli int64
+	for range 5 {
+		before := time.Now().UnixMilli()
+		_, steps := b.newTask(t)
+		after := time.Now().UnixMilli()
+		for name, id := range steps {
+			require.Equal(t, uuid.Version(7), id.Version(), "step %s id %s", name, id)
+			require.Equal(t, uuid.RFC4122, id.Variant(), "step %s id %s", name, id)
+			ms := unixMilli(id)
+			// The server's clock is this machine's: a second of slack.
+			require.InDelta(t, float64(before+after)/2, float64(ms), 1000, "step %s id %s carries its creation time", name, id)
+			require.Greater(t, ms, prevMilli, "a later task's step %s sorts after the earlier task's steps", name)
+		}
+		for _, id := range steps {
+			prevMilli = max(prevMilli, unixMilli(id))
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

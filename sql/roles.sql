@@ -212,7 +212,7 @@ BEGIN
             ('release_step', 'stepevents_producer'), ('complete_step', 'stepevents_producer'),
             ('fail_step', 'stepevents_producer'), ('get_step_readiness_status', 'stepevents_producer'),
             ('lock_step', 'stepevents_producer'), ('transition_step', 'stepevents_producer'),
-            ('append_transition', 'stepevents_producer'),
+            ('append_transition', 'stepevents_producer'), ('uuid_v7', 'stepevents_producer'),
             ('refresh_task_state', 'stepevents_producer'), ('step_transition_allowed', 'stepevents_producer'),
             ('backoff_seconds', 'stepevents_producer'), ('should_publish', 'stepevents_producer'),
             ('require_in_progress', 'stepevents_producer'), ('claim_ready_steps', 'stepevents_producer'),
