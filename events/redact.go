@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -8,10 +9,14 @@ import (
 )
 
 // redact removes each JSON pointer from doc (missing paths are ignored), so
-// fields declared in durable_redact never reach the public queue.
+// fields declared in durable_redact never reach the public queue. Numbers
+// are kept as their literals (json.Number): a float64 round trip would
+// change large integers and long decimals in the durable copy.
 func redact(doc json.RawMessage, pointers []string) (json.RawMessage, error) {
 	var v any
-	if err := json.Unmarshal(doc, &v); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
 		return nil, fmt.Errorf("error decoding payload: %w", err)
 	}
 	for _, p := range pointers {

@@ -81,3 +81,34 @@ func TestDurableRedaction(t *testing.T) {
 	require.NotContains(t, string(receipt), "vip")
 	require.Contains(t, string(receipt), `"brand": "visa"`, "the rest of the parent's result stays")
 }
+
+// Redaction re-encodes the durable copy; numbers must come out as they went
+// in (decoding them as float64 rounded large integers and long decimals).
+func TestDurableRedactionKeepsNumbersExact(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	tpl, err := template.Load("redact.yaml", []byte(redactTemplate))
+	require.NoError(t, err)
+	require.NoError(t, b.client.ApplyTemplate(b.ctx, tpl))
+	task, err := b.client.CreateTask(b.ctx, events.CreateTaskParams{Namespace: "redact_ns", Name: "redact"})
+	require.NoError(t, err)
+	steps, err := events.TaskSteps(b.ctx, b.pool, task)
+	require.NoError(t, err)
+	const big, precise = "12345678901234567891", "0.1000000000000000055511151231257827"
+	b.complete(t, steps[0].StepUUID, `{"amount":`+big+`,"rate":`+precise+`,"card":{"number":"4242424242424242"}}`)
+
+	for _, event := range []string{"payment.captured", "payment.audited"} {
+		var payload, result, stepResults [2]string
+		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT
+				message->'payload'->'payload'->>'amount', message->'payload'->'payload'->>'rate',
+				message->'payload'->'execution_result'->'result'->>'amount',
+				message->'payload'->'execution_result'->'result'->>'rate',
+				message->'payload'->'task_sequence_step'->'workflow_step'->'results'->>'amount',
+				message->'payload'->'task_sequence_step'->'workflow_step'->'results'->>'rate'
+			FROM pgmq.q_redact_ns_domain_events WHERE message->>'event_name' = $1`, event).
+			Scan(&payload[0], &payload[1], &result[0], &result[1], &stepResults[0], &stepResults[1]))
+		for _, got := range [][2]string{payload, result, stepResults} {
+			require.Equal(t, [2]string{big, precise}, got, event)
+		}
+	}
+}
