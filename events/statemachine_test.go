@@ -437,3 +437,38 @@ func TestStepIDsAreTimeOrdered(t *testing.T) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// Starting, completing and failing a step each write one new version of its
+// row (migration 00013): the state goes in the same UPDATE as the other
+// columns, where it used to take a second (and, for a failure, a third).
+func TestOneStepRowVersionPerOperation(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	_, steps := b.newTask(t)
+	tx, err := b.pool.Begin(b.ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(b.ctx) }()
+	updates := func() int64 {
+		var n int64
+		require.NoError(t, tx.QueryRow(b.ctx, `SELECT n_tup_upd FROM pg_stat_xact_user_tables
+			WHERE relid = 'stepevents.workflow_steps'::regclass`).Scan(&n))
+		return n
+	}
+	for _, op := range []struct{ name, sql string }{
+		{"start", `SELECT stepevents.start_step($1)`},
+		{"fail (retryable)", `SELECT stepevents.fail_step($1, '{"message": "boom"}')`},
+		{"start again", `SELECT stepevents.start_step($1)`},
+		{"complete", `SELECT stepevents.complete_step($1, '{"ok": true}')`},
+	} {
+		if op.name == "start again" {
+			// The retry's backoff is over once next_retry_at has passed.
+			_, err := tx.Exec(b.ctx, `UPDATE stepevents.workflow_steps SET next_retry_at = now() - interval '1 second'
+				WHERE step_uuid = $1`, steps[stepValidate])
+			require.NoError(t, err)
+		}
+		before := updates()
+		_, err := tx.Exec(b.ctx, op.sql, steps[stepValidate])
+		require.NoError(t, err, op.name)
+		require.Equal(t, int64(1), updates()-before, "%s: step row versions written", op.name)
+	}
+}

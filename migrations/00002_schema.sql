@@ -68,7 +68,7 @@ CREATE INDEX tasks_state_idx ON stepevents.tasks (state) WHERE state IN ('pendin
 CREATE INDEX tasks_correlation_idx ON stepevents.tasks (correlation_id);
 
 -- One row per step of a task. state mirrors the most_recent transition and is
--- only ever changed together with a history row (stepevents.append_transition, 00013).
+-- only ever changed by stepevents.transition_step.
 CREATE TABLE stepevents.workflow_steps (
     step_uuid               uuid        PRIMARY KEY,
     task_uuid               uuid        NOT NULL REFERENCES stepevents.tasks ON DELETE CASCADE,

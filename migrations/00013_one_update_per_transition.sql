@@ -23,6 +23,7 @@ RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     v_sort integer;
+    v_current text;
     v_id bigint;
 BEGIN
     IF NOT stepevents.step_transition_allowed(s.state, p_to_state) THEN
@@ -32,7 +33,12 @@ BEGIN
 
     UPDATE stepevents.workflow_step_transitions SET most_recent = false
     WHERE step_uuid = s.step_uuid AND most_recent
-    RETURNING sort_key INTO v_sort;
+    RETURNING sort_key, to_state INTO v_sort, v_current;
+    -- s must be the step as locked now: history and state never disagree.
+    IF v_current IS DISTINCT FROM s.state THEN
+        RAISE EXCEPTION 'step % (%) is %, not % as given: lock and read it first', s.name, s.step_uuid,
+            coalesce(v_current, 'without history'), s.state USING ERRCODE = 'SE002';
+    END IF;
 
     INSERT INTO stepevents.workflow_step_transitions (step_uuid, from_state, to_state, most_recent, sort_key, metadata)
     VALUES (s.step_uuid, s.state, p_to_state, true, coalesce(v_sort, 0) + 1, coalesce(p_metadata, '{}'))
@@ -175,7 +181,7 @@ $$;
 
 -- +goose Down
 -- The definitions of 00005 (complete_step, fail_step), 00012 (start_step)
--- and 00003 (transition_step).
+-- and 00003 (transition_step), verbatim.
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION stepevents.fail_step(
     p_step_uuid uuid, p_error jsonb, p_permanent boolean DEFAULT false,
@@ -190,6 +196,8 @@ BEGIN
         RAISE EXCEPTION 'retry-after must not be negative, got %', p_retry_after_seconds USING ERRCODE = 'SE005';
     END IF;
     s := stepevents.lock_step(p_step_uuid);
+    -- The state machine decides retryability: the template's retryable flag,
+    -- the caller's permanent flag and the attempts left.
     v_retry := s.retryable AND NOT coalesce(p_permanent, false) AND s.attempts < s.max_attempts;
     PERFORM stepevents.require_in_progress(s, CASE WHEN v_retry THEN 'waiting_for_retry' ELSE 'error' END);
 
@@ -251,9 +259,11 @@ BEGIN
             USING ERRCODE = 'SE003';
     END IF;
     PERFORM stepevents.transition_step(p_step_uuid, 'in_progress', jsonb_build_object('attempt', s.attempts + 1));
+    -- The claim is identified by the transition row just written.
     SELECT transition_id INTO v_claim
     FROM stepevents.workflow_step_transitions
     WHERE step_uuid = p_step_uuid AND most_recent;
+    -- Attempts are counted when a step is claimed, so a crash uses one up.
     UPDATE stepevents.workflow_steps
     SET attempts = attempts + 1, last_attempted_at = now(), next_retry_at = NULL, claim_id = v_claim
     WHERE step_uuid = p_step_uuid
