@@ -14,15 +14,16 @@
 
 -- +goose StatementBegin
 -- uuid_v7 is a UUIDv7 from clock_timestamp(): a random (v4) uuid whose first
--- 48 bits are replaced by the Unix time in milliseconds and whose version
--- nibble is set to 7 (bits 52 and 53; the variant bits are already 10).
+-- 48 bits are replaced by the Unix time in whole milliseconds (truncated, as
+-- RFC 9562 and Go's uuid.NewV7 do) and whose version nibble is set to 7
+-- (bits 52 and 53; the variant bits are already 10).
 CREATE FUNCTION stepevents.uuid_v7()
 RETURNS uuid
 LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
     SELECT encode(
         set_bit(set_bit(
             overlay(uuid_send(gen_random_uuid())
-                    PLACING substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
+                    PLACING substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
                     FROM 1 FOR 6),
             52, 1), 53, 1),
         'hex')::uuid
