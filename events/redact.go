@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 )
@@ -18,6 +19,9 @@ func redact(doc json.RawMessage, pointers []string) (json.RawMessage, error) {
 	dec.UseNumber()
 	if err := dec.Decode(&v); err != nil {
 		return nil, fmt.Errorf("error decoding payload: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("error decoding payload: data after its JSON value")
 	}
 	for _, p := range pointers {
 		v = removePointer(v, splitPointer(p))
