@@ -145,7 +145,8 @@ type fastItem struct {
 // MaxNotifyPayload. It appends the already-encoded events rather than
 // json.Marshal-ing an Envelope, which would re-validate and re-compact every
 // event on every flush (10-19x the CPU; BenchmarkPackEnvelopes). The inline
-// events come from json.Marshal, so they are valid and compact already.
+// events come from appendEvent (the bytes json.Marshal gives), so they are
+// valid and compact already.
 func packEnvelopes(items []fastItem, s *signer) ([]string, error) {
 	var out []string
 	var events, refs []byte

@@ -37,8 +37,9 @@ steps:
 
 // TestOnePayloadSeveralSchemas completes a step whose declarations all carry
 // the step result (the default publisher) and check it against different
-// schemas: the payload is decoded once for the completion, and each event
-// gets the verdict Validate gives on its own.
+// schemas. The router decodes that payload once and shares the decoded
+// value among the schemas; this test pins what sharing must not change:
+// each event gets the verdict Validate gives on its own.
 func TestOnePayloadSeveralSchemas(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
