@@ -43,17 +43,6 @@ func (q *Queries) ApplyTemplate(ctx context.Context, db DBTX, arg ApplyTemplateP
 	return template_id, err
 }
 
-const compressQueueMessages = `-- name: CompressQueueMessages :one
-SELECT stepevents.compress_queue_messages($1::text)::boolean AS compressed
-`
-
-func (q *Queries) CompressQueueMessages(ctx context.Context, db DBTX, queue string) (bool, error) {
-	row := db.QueryRow(ctx, compressQueueMessages, queue)
-	var compressed bool
-	err := row.Scan(&compressed)
-	return compressed, err
-}
-
 const getTemplateInputSchema = `-- name: GetTemplateInputSchema :one
 SELECT t.template_id, t.version, t.input_schema
 FROM stepevents.task_templates t

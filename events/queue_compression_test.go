@@ -64,3 +64,24 @@ func TestQueueCompressionGivesUpOnABusyTable(t *testing.T) {
 	require.NoError(t, conn.QueryRow(b.ctx, `SELECT stepevents.compress_queue_messages('busy_domain_events')`).Scan(&ok))
 	require.True(t, ok)
 }
+
+// A template applied from SQL alone, without the Go client, gets lz4 too:
+// apply_template sets it where it creates the queue.
+func TestApplyTemplateInSQLSetsLZ4(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	var lz4 bool
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT 'lz4' = ANY (enumvals) FROM pg_settings
+		WHERE name = 'default_toast_compression'`).Scan(&lz4))
+	if !lz4 {
+		t.Skip("this PostgreSQL was built without lz4")
+	}
+	_, err := b.pool.Exec(b.ctx, `SELECT stepevents.apply_template('sqlonly', 'plain', '1.0.0', '', NULL,
+		'{"name": "plain"}', '[{"name": "only", "position": 0, "handler": "h", "retryable": true, "max_attempts": 3,
+		  "backoff": "exponential", "backoff_base_ms": 1000, "max_backoff_ms": 30000}]', '[]')`)
+	require.NoError(t, err)
+	var compression string
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT attcompression::text FROM pg_attribute
+		WHERE attrelid = 'pgmq.q_sqlonly_domain_events'::regclass AND attname = 'message'`).Scan(&compression))
+	require.Equal(t, "l", compression)
+}

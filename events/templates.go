@@ -112,12 +112,6 @@ func ApplyTemplateTx(ctx context.Context, tx pgx.Tx, t *template.Template) error
 	if err != nil {
 		return mapError(err, fmt.Sprintf("error applying template %s/%s@%s", t.Namespace, t.Name, t.Version))
 	}
-	// lz4 for the queue's ~2 KB messages: pglz was a quarter of every send
-	// (migrations/00011_queue_compression.sql). Best effort: false (no lz4,
-	// not the table's owner) changes nothing.
-	if _, err := q.CompressQueueMessages(ctx, tx, t.Namespace+"_domain_events"); err != nil {
-		return mapError(err, fmt.Sprintf("error tuning the queue of template %s/%s@%s", t.Namespace, t.Name, t.Version))
-	}
 	return nil
 }
 

@@ -26,6 +26,3 @@ ORDER BY step_name, position;
 -- name: ListDeclaredPublishers :many
 SELECT DISTINCT publisher::text AS publisher FROM stepevents.event_declarations
 WHERE publisher IS NOT NULL ORDER BY 1;
-
--- name: CompressQueueMessages :one
-SELECT stepevents.compress_queue_messages(@queue::text)::boolean AS compressed;
