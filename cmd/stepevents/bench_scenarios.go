@@ -83,14 +83,17 @@ func (e *benchEnv) insertSide(clients int) *benchSide {
 func (e *benchEnv) completionGroup(clients int) benchGroup {
 	pub := fmt.Sprintf("publishing_overhead/c%d", clients)
 	part := fmt.Sprintf("publishing_overhead/durable_part/c%d", clients)
+	hand := fmt.Sprintf("publishing_overhead/hand_written/c%d", clients)
+	vsHand := fmt.Sprintf("publishing_overhead/vs_hand_written/c%d", clients)
 	phys := fmt.Sprintf("physical_limit/c%d", clients)
 	return benchGroup{
-		name: fmt.Sprintf("completion c%d", clients), rows: []string{pub, part, phys},
+		name: fmt.Sprintf("completion c%d", clients), rows: []string{pub, part, hand, vsHand, phys},
 		sides: []*benchSide{
 			e.completeSide("complete_with_fixture_events", tplPublishing, e.afterCommit, clients),
 			e.completeSide("complete_without_declarations", tplBare, e.afterCommit, clients),
 			e.insertSide(clients),
 			e.completeSide("complete_durable_only", tplDurableOnly, e.afterCommit, clients),
+			e.handWrittenSide(clients),
 		},
 		report: func(s []*benchSide) []scenarioResult {
 			return []scenarioResult{
@@ -98,6 +101,11 @@ func (e *benchEnv) completionGroup(clients int) benchGroup {
 				// Not a target: the fixture's durable events alone against
 				// the bare step, to tell the durable cost from the fast one.
 				throughputRow(part, clients, s[3].summary(), s[1].summary(), nil),
+				// Not targets: the same messages written by hand against the
+				// bare step (the floor any publisher of these bytes meets),
+				// and stepevents against that floor.
+				throughputRow(hand, clients, s[4].summary(), s[1].summary(), nil),
+				throughputRow(vsHand, clients, s[0].summary(), s[4].summary(), nil),
 				throughputRow(phys, clients, s[0].summary(), s[2].summary(), targetPhysical),
 			}
 		},
@@ -158,6 +166,7 @@ func (e *benchEnv) sweepGroup(clients int) benchGroup {
 			e.completeSide("complete_fast_after_commit", tplPublishing, e.afterCommit, clients),
 			e.completeSide("complete_fast_in_transaction", tplPublishing, e.inTx, clients),
 			e.completeSide("complete_durable_only", tplDurableOnly, e.afterCommit, clients),
+			e.handWrittenSide(clients),
 		},
 		report: func(s []*benchSide) []scenarioResult {
 			return []scenarioResult{
