@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+
+	"github.com/stepevents/stepevents/internal/jsonscan"
 )
 
 // Events are encoded by appending rather than with json.Marshal: reflection
@@ -458,45 +460,11 @@ func compactString(dst, s []byte, i int) ([]byte, int, error) {
 
 func isHex(b byte) bool { return '0' <= b && b <= '9' || 'a' <= b && b <= 'f' || 'A' <= b && b <= 'F' }
 
-func isDigit(b byte) bool { return '0' <= b && b <= '9' }
-
-// compactNumber copies the number at s[i]:
-// -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+// compactNumber copies the number at s[i].
 func compactNumber(dst, s []byte, i int) ([]byte, int, error) {
-	j := i
-	if s[j] == '-' {
-		j++
-	}
-	switch {
-	case j < len(s) && s[j] == '0':
-		j++
-	case j < len(s) && isDigit(s[j]):
-		for j < len(s) && isDigit(s[j]) {
-			j++
-		}
-	default:
+	j, ok := jsonscan.NumberEnd(s, i)
+	if !ok {
 		return dst, j, unexpected(s, j, "in a number")
-	}
-	if j < len(s) && s[j] == '.' {
-		j++
-		if j >= len(s) || !isDigit(s[j]) {
-			return dst, j, unexpected(s, j, "after a decimal point")
-		}
-		for j < len(s) && isDigit(s[j]) {
-			j++
-		}
-	}
-	if j < len(s) && (s[j] == 'e' || s[j] == 'E') {
-		j++
-		if j < len(s) && (s[j] == '+' || s[j] == '-') {
-			j++
-		}
-		if j >= len(s) || !isDigit(s[j]) {
-			return dst, j, unexpected(s, j, "in an exponent")
-		}
-		for j < len(s) && isDigit(s[j]) {
-			j++
-		}
 	}
 	return append(dst, s[i:j]...), j, nil
 }

@@ -6,6 +6,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/stepevents/stepevents/internal/jsonscan"
 )
 
 // Instance is a JSON value decoded for validation. Decoding is most of the
@@ -68,7 +70,7 @@ func (d *instDecoder) value(i, depth int) (v any, next int, ok bool) {
 	case b == '[':
 		return d.array(i, depth+1)
 	case b == '-' || '0' <= b && b <= '9':
-		j, ok := numberEnd(s, i)
+		j, ok := jsonscan.NumberEnd(s, i)
 		if !ok {
 			return nil, j, false
 		}
@@ -193,47 +195,4 @@ func (d *instDecoder) str(i int) (string, int, bool) {
 		}
 	}
 	return "", j, false
-}
-
-// numberEnd returns the index after the number at s[i], and whether it
-// is one: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
-func numberEnd(s []byte, i int) (int, bool) {
-	j := i
-	if s[j] == '-' {
-		j++
-	}
-	switch {
-	case j < len(s) && s[j] == '0':
-		j++
-	case j < len(s) && '1' <= s[j] && s[j] <= '9':
-		j = digits(s, j)
-	default:
-		return j, false
-	}
-	if j < len(s) && s[j] == '.' {
-		k := digits(s, j+1)
-		if k == j+1 {
-			return k, false
-		}
-		j = k
-	}
-	if j < len(s) && (s[j] == 'e' || s[j] == 'E') {
-		j++
-		if j < len(s) && (s[j] == '+' || s[j] == '-') {
-			j++
-		}
-		k := digits(s, j)
-		if k == j {
-			return k, false
-		}
-		j = k
-	}
-	return j, true
-}
-
-func digits(s []byte, j int) int {
-	for j < len(s) && '0' <= s[j] && s[j] <= '9' {
-		j++
-	}
-	return j
 }
