@@ -137,7 +137,7 @@ func decodeStepRow(b []byte, r *stepRowJSON) error {
 			}
 			f, err := strconv.ParseFloat(string(v), 64)
 			if err != nil {
-				return fmt.Errorf("backoff_request_seconds: %w", err)
+				return fmt.Errorf("%w: %q is not a number", jsonscan.ErrMalformed, v)
 			}
 			r.BackoffRequestSeconds = &f
 		case jsonscan.KeyIs(k, "results"):
@@ -183,7 +183,7 @@ func decodeTime(b []byte, t **time.Time) error {
 	}
 	v := new(time.Time)
 	if err := v.UnmarshalJSON(b); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", jsonscan.ErrMalformed, err)
 	}
 	*t = v
 	return nil

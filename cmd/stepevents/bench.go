@@ -55,8 +55,8 @@ at the end. The role needs CREATEDB. Progress goes to stderr.
 Scenarios (--scenarios takes name prefixes, comma separated):
   publishing_overhead/c1,c8   step with the seed fixture's events vs the same step without declarations
                               (durable_part/c1,c8: its durable events alone, no fast delivery;
-                              hand_written/c1,c8: the same messages sent by hand, the floor;
-                              vs_hand_written/c1,c8: stepevents against that floor)
+                              durable_by_hand/c1,c8: like messages sent by hand, the floor;
+                              durable_part_vs_by_hand/c1,c8: stepevents against that floor)
   physical_limit/c1,c8        the same completion vs a bare single-row INSERT commit
   durable_vs_pgmq/c1,c8       4 durable events per completion vs the bare completion + 4 pgmq.send
   fast_latency/200,1000,max   commit -> subscriber handler vs bare pg_notify -> LISTEN (p99 ratio);

@@ -19,8 +19,8 @@ import (
 var benchScenarios = []string{
 	"publishing_overhead/c1", "publishing_overhead/c8",
 	"publishing_overhead/durable_part/c1", "publishing_overhead/durable_part/c8",
-	"publishing_overhead/hand_written/c1", "publishing_overhead/hand_written/c8",
-	"publishing_overhead/vs_hand_written/c1", "publishing_overhead/vs_hand_written/c8",
+	"publishing_overhead/durable_by_hand/c1", "publishing_overhead/durable_by_hand/c8",
+	"publishing_overhead/durable_part_vs_by_hand/c1", "publishing_overhead/durable_part_vs_by_hand/c8",
 	"physical_limit/c1", "physical_limit/c8",
 	"durable_vs_pgmq/c1", "durable_vs_pgmq/c8",
 	"fast_latency/200", "fast_latency/1000", "fast_latency/in_tx/1000", "fast_latency/1000x4", "fast_latency/max",
