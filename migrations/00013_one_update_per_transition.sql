@@ -13,7 +13,9 @@
 -- most_recent). Its caller holds the step's lock and writes the new state
 -- in the same UPDATE as its other columns, then re-derives the task state.
 -- transition_step keeps its contract (lock, append, update, refresh) for
--- the operations that change nothing but the state.
+-- the other operations: resolve and cancel change only the state; release
+-- and reset still update their own columns first, in a separate UPDATE
+-- (rare operations, left as they were).
 
 -- +goose Up
 
