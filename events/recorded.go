@@ -18,14 +18,18 @@ type recorded struct {
 	IsRetryable *bool       `json:"is_retryable"`
 	TemplateID  int64       `json:"template_id"`
 	// Sequence is the task_sequence_step document events embed as is.
-	Sequence     json.RawMessage `json:"task_sequence_step"`
-	Declarations []struct {
-		EventName    string  `json:"event_name"`
-		Condition    string  `json:"condition"`
-		DeliveryMode string  `json:"delivery_mode"`
-		Publisher    *string `json:"publisher"`
-		Fires        bool    `json:"fires"`
-	} `json:"declarations"`
+	Sequence     json.RawMessage   `json:"task_sequence_step"`
+	Declarations []declarationJSON `json:"declarations"`
+}
+
+// declarationJSON is one declaration of the completed step, with whether it
+// fires (decided in SQL).
+type declarationJSON struct {
+	EventName    string  `json:"event_name"`
+	Condition    string  `json:"condition"`
+	DeliveryMode string  `json:"delivery_mode"`
+	Publisher    *string `json:"publisher"`
+	Fires        bool    `json:"fires"`
 }
 
 // sequenceFields are the parts of task_sequence_step publishers see as fields.
@@ -49,9 +53,9 @@ func decodeRecorded(raw []byte) (rec recorded, seq sequenceFields, err error) {
 		case jsonscan.KeyIs(k, "step"):
 			return decodeStepRow(v, &rec.StepRow)
 		case jsonscan.KeyIs(k, "succeeded"):
-			return json.Unmarshal(v, &rec.Succeeded)
+			return decodeBool(v, &rec.Succeeded)
 		case jsonscan.KeyIs(k, "is_retryable"):
-			return json.Unmarshal(v, &rec.IsRetryable)
+			return decodeBoolPtr(v, &rec.IsRetryable)
 		case jsonscan.KeyIs(k, "template_id"):
 			id, err := strconv.ParseInt(string(v), 10, 64)
 			rec.TemplateID = id
@@ -60,7 +64,7 @@ func decodeRecorded(raw []byte) (rec recorded, seq sequenceFields, err error) {
 			rec.Sequence = v
 			return decodeSequence(v, &seq)
 		case jsonscan.KeyIs(k, "declarations"):
-			return json.Unmarshal(v, &rec.Declarations)
+			return decodeDeclarations(v, &rec.Declarations)
 		}
 		return nil
 	})
@@ -147,6 +151,59 @@ func decodeStepRow(b []byte, r *stepRowJSON) error {
 		}
 		return nil
 	})
+}
+
+// decodeDeclarations decodes the declarations array as json.Unmarshal
+// would: null leaves it nil, an element null leaves its zero value.
+func decodeDeclarations(b []byte, out *[]declarationJSON) error {
+	if jsonscan.IsNull(b) {
+		*out = nil
+		return nil
+	}
+	ds := []declarationJSON{}
+	err := jsonscan.ArrayElements(b, func(e []byte) error {
+		var d declarationJSON
+		err := jsonscan.ObjectFields(e, func(k, v []byte) error {
+			switch {
+			case jsonscan.KeyIs(k, "event_name"):
+				return jsonscan.String(v, &d.EventName)
+			case jsonscan.KeyIs(k, "condition"):
+				return jsonscan.String(v, &d.Condition)
+			case jsonscan.KeyIs(k, "delivery_mode"):
+				return jsonscan.String(v, &d.DeliveryMode)
+			case jsonscan.KeyIs(k, "publisher"):
+				if jsonscan.IsNull(v) {
+					d.Publisher = nil
+					return nil
+				}
+				var p string
+				if err := jsonscan.String(v, &p); err != nil {
+					return err
+				}
+				d.Publisher = &p
+			case jsonscan.KeyIs(k, "fires"):
+				return decodeBool(v, &d.Fires)
+			}
+			return nil
+		})
+		ds = append(ds, d)
+		return err
+	})
+	*out = ds
+	return err
+}
+
+func decodeBoolPtr(b []byte, v **bool) error {
+	if jsonscan.IsNull(b) {
+		*v = nil
+		return nil
+	}
+	x := new(bool)
+	if err := decodeBool(b, x); err != nil {
+		return err
+	}
+	*v = x
+	return nil
 }
 
 func decodeBool(b []byte, v *bool) error {

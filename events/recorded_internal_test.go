@@ -32,6 +32,10 @@ func TestDecodeRecordedMatchesUnmarshal(t *testing.T) {
 			`"timeout_seconds": 30, "last_attempted_at": "2026-11-28T09:14:46.5+00:00", ` +
 			`"backoff_request_seconds": 2.5}, "succeeded": false, "template_id": 3, "declarations": [], ` +
 			`"is_retryable": true, "task_sequence_step": {"task": {}, "dependency_results": {}}}`,
+		"declarations": `{"step": {}, "succeeded": true, "is_retryable": false, "template_id": 9, "declarations": [` +
+			`{"fires": false, "condition": "permanent_failure", "publisher": "Pay\\ment\"s", "event_name": "a.b", ` +
+			`"delivery_mode": "durable"}, null, {"event_name": "c.d", "fires": true, "publisher": null, ` +
+			`"EVENT_NAME": "e.f"}], "task_sequence_step": {}}`,
 		"failure": `{"step": {"state": "waiting_for_retry", "last_error": {"message": "m"}}, "succeeded": false, ` +
 			`"template_id": 1, "declarations": [], "is_retryable": true, "task_sequence_step": {"task": ` +
 			`{"context": null}, "dependency_results": {}}}`,
