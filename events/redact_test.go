@@ -7,7 +7,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stepevents/stepevents/events"
-	"github.com/stepevents/stepevents/events/template"
 )
 
 const redactTemplate = `
@@ -40,13 +39,7 @@ steps:
 func TestDurableRedaction(t *testing.T) {
 	t.Parallel()
 	b := setup(t, &events.Config{FastMode: events.FastInTransaction})
-	tpl, err := template.Load("redact.yaml", []byte(redactTemplate))
-	require.NoError(t, err)
-	require.NoError(t, b.client.ApplyTemplate(b.ctx, tpl))
-	task, err := b.client.CreateTask(b.ctx, events.CreateTaskParams{Namespace: "redact_ns", Name: "redact"})
-	require.NoError(t, err)
-	steps, err := events.TaskSteps(b.ctx, b.pool, task)
-	require.NoError(t, err)
+	steps := b.taskOf(t, "redact.yaml", redactTemplate, "redact_ns", "redact")
 	l := b.listen(t)
 	result := `{"amount":5,"card":{"number":"4242424242424242","brand":"visa"},"internal_note":"vip"}`
 	b.complete(t, steps[0].StepUUID, result)
@@ -87,13 +80,7 @@ func TestDurableRedaction(t *testing.T) {
 func TestDurableRedactionKeepsNumbersExact(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	tpl, err := template.Load("redact.yaml", []byte(redactTemplate))
-	require.NoError(t, err)
-	require.NoError(t, b.client.ApplyTemplate(b.ctx, tpl))
-	task, err := b.client.CreateTask(b.ctx, events.CreateTaskParams{Namespace: "redact_ns", Name: "redact"})
-	require.NoError(t, err)
-	steps, err := events.TaskSteps(b.ctx, b.pool, task)
-	require.NoError(t, err)
+	steps := b.taskOf(t, "redact.yaml", redactTemplate, "redact_ns", "redact")
 	const big, precise = "12345678901234567891", "0.1000000000000000055511151231257827"
 	b.complete(t, steps[0].StepUUID, `{"amount":`+big+`,"rate":`+precise+`,"card":{"number":"4242424242424242"}}`)
 

@@ -53,6 +53,20 @@ func setup(t *testing.T, cfg *events.Config, opts ...template.Option) *bundle {
 }
 
 // newTask creates a fixture task and returns its uuid and steps by name.
+// taskOf applies the template yaml (named file in errors) and creates one
+// task of it, namespace/name, returning its steps in order.
+func (b *bundle) taskOf(t *testing.T, file, yaml, namespace, name string) []events.Step {
+	t.Helper()
+	tpl, err := template.Load(file, []byte(yaml))
+	require.NoError(t, err)
+	require.NoError(t, b.client.ApplyTemplate(b.ctx, tpl))
+	task, err := b.client.CreateTask(b.ctx, events.CreateTaskParams{Namespace: namespace, Name: name})
+	require.NoError(t, err)
+	steps, err := events.TaskSteps(b.ctx, b.pool, task)
+	require.NoError(t, err)
+	return steps
+}
+
 func (b *bundle) newTask(t *testing.T) (uuid.UUID, map[string]uuid.UUID) {
 	t.Helper()
 	ctxJSON, _ := json.Marshal(map[string]any{"order_id": uuid.NewString(), "customer_id": "c-1", "amount": 42.5})
