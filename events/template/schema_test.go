@@ -125,3 +125,40 @@ func TestCompiledSchemaConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// Numbers in a YAML schema keep the precision they are written with:
+// integers beyond 64 bits and decimals beyond float64 (a const would
+// otherwise accept the wrong value, or refuse the right one).
+func TestSchemaNumbersKeepTheirPrecision(t *testing.T) {
+	tpl, err := template.Load("p.yaml", []byte(`
+name: p
+namespace_name: p_ns
+version: 1.0.0
+steps:
+  - name: s
+    handler: {callable: h}
+    publishes_events:
+      - name: a.b
+        description: d
+        schema:
+          type: object
+          properties:
+            big: {const: 12345678901234567891}
+            dec: {const: 0.1000000000000000055511151231257827}
+            yamlish: {const: .5}
+`))
+	require.NoError(t, err)
+	st, ok := tpl.Step("s")
+	require.True(t, ok)
+	d, ok := st.Event("a.b")
+	require.True(t, ok)
+	for payload, valid := range map[string]bool{
+		`{"big": 12345678901234567891}`:                 true,
+		`{"big": 12345678901234567890}`:                 false,
+		`{"dec": 0.1000000000000000055511151231257827}`: true,
+		`{"dec": 0.1}`:     false,
+		`{"yamlish": 0.5}`: true, // YAML-only spelling, converted through float64
+	} {
+		assert.Equal(t, valid, len(d.ValidatePayload(json.RawMessage(payload))) == 0, payload)
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/stepevents/stepevents/internal/jsonscan"
 )
 
 // Limits on the YAML → JSON conversion, so hostile input (alias bombs, deep
@@ -132,6 +134,11 @@ func scalarJSON(n *yaml.Node) (any, *convError) {
 		}
 		return nil, &convError{node: n, msg: "integer " + n.Value + " cannot be represented in JSON"}
 	case "!!float":
+		// Written as a JSON number: kept as written, so a schema's long
+		// decimals (const, enum, bounds) are not rounded to float64.
+		if j, ok := jsonscan.NumberEnd([]byte(n.Value), 0); ok && j == len(n.Value) {
+			return json.Number(n.Value), nil
+		}
 		var f float64
 		if err := n.Decode(&f); err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 			return nil, &convError{node: n, msg: "float " + n.Value + " cannot be represented in JSON (no NaN or infinity)"}
