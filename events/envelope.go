@@ -87,7 +87,7 @@ func DecodeEnvelope(payload []byte, key []byte) (Envelope, error) {
 	err := jsonscan.ObjectFields(payload, func(k, v []byte) error {
 		switch {
 		case jsonscan.KeyIs(k, "v"):
-			return json.Unmarshal(v, &w.V)
+			return jsonscan.Int(v, &w.V)
 		case jsonscan.KeyIs(k, "sig"):
 			return jsonscan.String(v, &w.Sig)
 		case jsonscan.KeyIs(k, "env"):

@@ -92,7 +92,7 @@ func decodeExecutionResult(b []byte, r *ExecutionResult) error {
 		case jsonscan.KeyIs(key, "step_uuid"):
 			return decodeUUID(val, &r.StepUUID)
 		case jsonscan.KeyIs(key, "success"):
-			return json.Unmarshal(val, &r.Success)
+			return jsonscan.Bool(val, &r.Success)
 		case jsonscan.KeyIs(key, "status"):
 			return jsonscan.String(val, &r.Status)
 		case jsonscan.KeyIs(key, "result"):

@@ -11,12 +11,7 @@ import (
 func TestQueueMessagesAreLZ4(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	var lz4 bool
-	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT 'lz4' = ANY (enumvals) FROM pg_settings
-		WHERE name = 'default_toast_compression'`).Scan(&lz4))
-	if !lz4 {
-		t.Skip("this PostgreSQL was built without lz4")
-	}
+	skipWithoutLZ4(t, b)
 	_, steps := b.newTask(t)
 	b.complete(t, steps[stepValidate], validResult)
 	b.complete(t, steps[stepPayment], `{"transaction_id":"txn-9","amount":42.5}`)
@@ -70,12 +65,7 @@ func TestQueueCompressionGivesUpOnABusyTable(t *testing.T) {
 func TestApplyTemplateInSQLSetsLZ4(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	var lz4 bool
-	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT 'lz4' = ANY (enumvals) FROM pg_settings
-		WHERE name = 'default_toast_compression'`).Scan(&lz4))
-	if !lz4 {
-		t.Skip("this PostgreSQL was built without lz4")
-	}
+	skipWithoutLZ4(t, b)
 	_, err := b.pool.Exec(b.ctx, `SELECT stepevents.apply_template('sqlonly', 'plain', '1.0.0', '', NULL,
 		'{"name": "plain"}', '[{"name": "only", "position": 0, "handler": "h", "retryable": true, "max_attempts": 3,
 		  "backoff": "exponential", "backoff_base_ms": 1000, "max_backoff_ms": 30000}]', '[]')`)
@@ -84,4 +74,15 @@ func TestApplyTemplateInSQLSetsLZ4(t *testing.T) {
 	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT attcompression::text FROM pg_attribute
 		WHERE attrelid = 'pgmq.q_sqlonly_domain_events'::regclass AND attname = 'message'`).Scan(&compression))
 	require.Equal(t, "l", compression)
+}
+
+// skipWithoutLZ4 skips a test on a server built without lz4.
+func skipWithoutLZ4(t *testing.T, b *bundle) {
+	t.Helper()
+	var lz4 bool
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT 'lz4' = ANY (enumvals) FROM pg_settings
+		WHERE name = 'default_toast_compression'`).Scan(&lz4))
+	if !lz4 {
+		t.Skip("this PostgreSQL was built without lz4")
+	}
 }

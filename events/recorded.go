@@ -53,7 +53,7 @@ func decodeRecorded(raw []byte) (rec recorded, seq sequenceFields, err error) {
 		case jsonscan.KeyIs(k, "step"):
 			return decodeStepRow(v, &rec.StepRow)
 		case jsonscan.KeyIs(k, "succeeded"):
-			return decodeBool(v, &rec.Succeeded)
+			return jsonscan.Bool(v, &rec.Succeeded)
 		case jsonscan.KeyIs(k, "is_retryable"):
 			return decodeBoolPtr(v, &rec.IsRetryable)
 		case jsonscan.KeyIs(k, "template_id"):
@@ -117,17 +117,17 @@ func decodeStepRow(b []byte, r *stepRowJSON) error {
 		case jsonscan.KeyIs(k, "backoff"):
 			return jsonscan.String(v, &r.Backoff)
 		case jsonscan.KeyIs(k, "retryable"):
-			return decodeBool(v, &r.Retryable)
+			return jsonscan.Bool(v, &r.Retryable)
 		case jsonscan.KeyIs(k, "max_attempts"):
-			return decodeInt(v, &r.MaxAttempts)
+			return jsonscan.Int(v, &r.MaxAttempts)
 		case jsonscan.KeyIs(k, "attempts"):
-			return decodeInt(v, &r.Attempts)
+			return jsonscan.Int(v, &r.Attempts)
 		case jsonscan.KeyIs(k, "backoff_base_ms"):
-			return decodeInt(v, &r.BackoffBaseMS)
+			return jsonscan.Int(v, &r.BackoffBaseMS)
 		case jsonscan.KeyIs(k, "max_backoff_ms"):
-			return decodeInt(v, &r.MaxBackoffMS)
+			return jsonscan.Int(v, &r.MaxBackoffMS)
 		case jsonscan.KeyIs(k, "timeout_seconds"):
-			return decodeInt(v, &r.TimeoutSeconds)
+			return jsonscan.Int(v, &r.TimeoutSeconds)
 		case jsonscan.KeyIs(k, "last_attempted_at"):
 			return decodeTime(v, &r.LastAttemptedAt)
 		case jsonscan.KeyIs(k, "last_failure_at"):
@@ -182,7 +182,7 @@ func decodeDeclarations(b []byte, out *[]declarationJSON) error {
 				}
 				d.Publisher = &p
 			case jsonscan.KeyIs(k, "fires"):
-				return decodeBool(v, &d.Fires)
+				return jsonscan.Bool(v, &d.Fires)
 			}
 			return nil
 		})
@@ -199,35 +199,10 @@ func decodeBoolPtr(b []byte, v **bool) error {
 		return nil
 	}
 	x := new(bool)
-	if err := decodeBool(b, x); err != nil {
+	if err := jsonscan.Bool(b, x); err != nil {
 		return err
 	}
 	*v = x
-	return nil
-}
-
-func decodeBool(b []byte, v *bool) error {
-	switch string(b) {
-	case "true":
-		*v = true
-	case "false":
-		*v = false
-	case "null":
-	default:
-		return fmt.Errorf("%w: %q is not a boolean", jsonscan.ErrMalformed, b)
-	}
-	return nil
-}
-
-func decodeInt(b []byte, v *int) error {
-	if jsonscan.IsNull(b) {
-		return nil
-	}
-	n, err := strconv.Atoi(string(b))
-	if err != nil {
-		return fmt.Errorf("%w: %q is not an integer", jsonscan.ErrMalformed, b)
-	}
-	*v = n
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // KeyIs reports whether key matches name as encoding/json matches struct
@@ -34,6 +35,35 @@ func String(b []byte, s *string) error {
 		return nil
 	}
 	return json.Unmarshal(b, s)
+}
+
+// Bool decodes a JSON boolean. null leaves v unchanged, as json.Unmarshal
+// does.
+func Bool(b []byte, v *bool) error {
+	switch string(b) {
+	case "true":
+		*v = true
+	case "false":
+		*v = false
+	case "null":
+	default:
+		return fmt.Errorf("%w: %q is not a boolean", ErrMalformed, b)
+	}
+	return nil
+}
+
+// Int decodes a JSON integer that fits an int. null leaves v unchanged, as
+// json.Unmarshal does.
+func Int(b []byte, v *int) error {
+	if IsNull(b) {
+		return nil
+	}
+	n, err := strconv.Atoi(string(b))
+	if err != nil {
+		return fmt.Errorf("%w: %q is not an integer", ErrMalformed, b)
+	}
+	*v = n
+	return nil
 }
 
 // structural marks the bytes valueEnd stops at inside an object or array.

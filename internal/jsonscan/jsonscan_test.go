@@ -23,3 +23,21 @@ func TestNumberEndMatchesEncodingJSON(t *testing.T) {
 		t.Errorf("NumberEnd stopped at %d, %t; want 6, true", j, ok)
 	}
 }
+
+// Bool and Int decode what json.Unmarshal decodes into a bool and an int,
+// and fail where it fails.
+func TestBoolAndIntMatchEncodingJSON(t *testing.T) {
+	for _, s := range []string{"true", "false", "null", "0", "1", `"true"`, "tru", "[]", "-7", "42", "1.0", "1e3",
+		"-0", "99999999999999999999", `"1"`, "{}"} {
+		wantB, gotB := true, true
+		wantErr := json.Unmarshal([]byte(s), &wantB) != nil
+		if gotErr := Bool([]byte(s), &gotB) != nil; gotErr != wantErr || (!wantErr && gotB != wantB) {
+			t.Errorf("Bool(%q) = %t, error %t; json.Unmarshal %t, error %t", s, gotB, gotErr, wantB, wantErr)
+		}
+		wantI, gotI := 5, 5
+		wantErr = json.Unmarshal([]byte(s), &wantI) != nil
+		if gotErr := Int([]byte(s), &gotI) != nil; gotErr != wantErr || (!wantErr && gotI != wantI) {
+			t.Errorf("Int(%q) = %d, error %t; json.Unmarshal %d, error %t", s, gotI, gotErr, wantI, wantErr)
+		}
+	}
+}
