@@ -182,7 +182,7 @@ func (a *app) runBench(ctx context.Context, o benchOptions) error {
 		defer sampler.close(context.WithoutCancel(ctx))
 	}
 	for _, g := range groups {
-		rows, err := runGroup(ctx, g, o, bar, sampler)
+		rows, err := runGroup(ctx, g, o, bar, meters{waits: sampler, wal: &walMeter{pool: env.pool}})
 		if err != nil {
 			_ = bar.Exit()
 			fmt.Fprintln(a.stderr)
@@ -206,7 +206,7 @@ func (a *app) runBench(ctx context.Context, o benchOptions) error {
 // runGroup warms every side up, then measures them in o.slices interleaved
 // slices, rotating the order each slice, and returns the group's rows.
 func runGroup(ctx context.Context, g benchGroup, o benchOptions, bar *progressbar.ProgressBar,
-	sampler *waitSampler) ([]scenarioResult, error) {
+	m meters) ([]scenarioResult, error) {
 	if g.setup != nil {
 		teardown, err := g.setup(ctx)
 		if err != nil {
@@ -220,7 +220,7 @@ func runGroup(ctx context.Context, g benchGroup, o benchOptions, bar *progressba
 	}
 	for _, s := range g.sides {
 		bar.Describe(fmt.Sprintf("%-18s warm-up %s", g.name, s.name))
-		if _, err := measure(ctx, s, warm, nil); err != nil {
+		if _, err := measure(ctx, s, warm, meters{}); err != nil {
 			return nil, err
 		}
 		if s.delivery != nil {
@@ -233,7 +233,7 @@ func runGroup(ctx context.Context, g benchGroup, o benchOptions, bar *progressba
 		for j := range g.sides {
 			s := g.sides[(j+k)%len(g.sides)]
 			bar.Describe(fmt.Sprintf("%-18s %s", g.name, s.name))
-			r, err := measure(ctx, s, slice, sampler)
+			r, err := measure(ctx, s, slice, m)
 			if err != nil {
 				return nil, err
 			}
@@ -243,6 +243,7 @@ func runGroup(ctx context.Context, g benchGroup, o benchOptions, bar *progressba
 			s.ops += r.ops
 			s.units += r.units
 			s.elapsed += r.elapsed
+			s.walBytes += r.walBytes
 			s.hist.Merge(r.hist)
 			_ = bar.Add(1)
 		}

@@ -100,6 +100,9 @@ type sideSummary struct {
 	Latency latencySummary `json:"latency_ms"`
 	// OpLatency is the operation's own latency on delivery sides.
 	OpLatency *latencySummary `json:"op_latency_ms,omitempty"`
+	// WALBytesPerOp is the WAL the server wrote per operation while the
+	// side ran (server-wide, see walMeter).
+	WALBytesPerOp float64 `json:"wal_bytes_per_op"`
 	// Lost counts deliveries that never arrived (delivery sides).
 	Lost int64 `json:"lost,omitempty"`
 	// Waits (with --sample-waits) is where the scratch database's sessions
@@ -178,7 +181,7 @@ func (a *app) printBenchTable(rep *benchReport) error {
 		m.Settings["max_connections"], m.TLS)
 	fmt.Fprintf(a.stdout, "%s per side in %d interleaved slice(s); latencies in ms\n\n", rep.DurationPerSide, rep.Slices)
 	w := a.table()
-	fmt.Fprintln(w, "SCENARIO\tSUBJECT/s\tp50\tp95\tp99\tmax\tBASELINE/s\tp99\tRATIO\tTARGET\tMET")
+	fmt.Fprintln(w, "SCENARIO\tSUBJECT/s\tp50\tp95\tp99\tmax\tWAL/op\tBASELINE/s\tp99\tWAL/op\tRATIO\tTARGET\tMET")
 	for _, r := range rep.Scenarios {
 		tg, met := "-", "-"
 		if r.Target != nil {
@@ -193,8 +196,9 @@ func (a *app) printBenchTable(rep *benchReport) error {
 			ratio += " (p99)"
 		}
 		s, b := r.Subject, r.Baseline
-		fmt.Fprintf(w, "%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%.2f\t%s\t%s\t%s\n", r.Name, rate(s), s.Latency.P50,
-			s.Latency.P95, s.Latency.P99, s.Latency.Max, rate(b), b.Latency.P99, ratio, tg, met)
+		fmt.Fprintf(w, "%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\n", r.Name, rate(s), s.Latency.P50,
+			s.Latency.P95, s.Latency.P99, s.Latency.Max, walSize(s.WALBytesPerOp), rate(b), b.Latency.P99,
+			walSize(b.WALBytesPerOp), ratio, tg, met)
 	}
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("error printing the bench table: %w", err)
@@ -224,6 +228,14 @@ func (a *app) printBenchTable(rep *benchReport) error {
 	}
 	fmt.Fprintf(a.stdout, "\nsubject and baseline of each row: `stepevents bench --json` (.scenarios[].subject.name, .baseline.name)\n")
 	return nil
+}
+
+// walSize prints WAL bytes per operation compactly (B, then kB).
+func walSize(b float64) string {
+	if b < 10_000 {
+		return fmt.Sprintf("%.0fB", b)
+	}
+	return fmt.Sprintf("%.0fkB", b/1000)
 }
 
 func rate(s sideSummary) string {

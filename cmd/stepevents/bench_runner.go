@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,7 @@ type benchSide struct {
 	ops, units int64
 	elapsed    time.Duration
 	hist       *hdrhistogram.Histogram
+	walBytes   int64          // WAL written while the side ran (see walMeter)
 	waits      map[string]int // --sample-waits: session samples by activity
 	perSec     float64        // operations per second seen so far, to size preparation rounds
 }
@@ -47,15 +49,24 @@ type sliceResult struct {
 	ops, units int64
 	elapsed    time.Duration
 	hist       *hdrhistogram.Histogram
+	walBytes   int64
+}
+
+// meters are what measure reads around each round besides the clock; a
+// nil meter is skipped.
+type meters struct {
+	waits *waitSampler
+	wal   *walMeter
 }
 
 // measure runs s for d of measured time. Work items are prepared in rounds
 // outside the clock: the side's first round ever is small, later ones are
 // sized from the rate seen so far, so the side runs close to d without
 // preparing far more than it uses.
-// With a sampler, each round's session activity (not the preparation's) is
-// added to s.waits.
-func measure(ctx context.Context, s *benchSide, d time.Duration, w *waitSampler) (sliceResult, error) {
+// With a wait sampler, each round's session activity (not the preparation's)
+// is added to s.waits; with a WAL meter, the round's WAL goes into the result.
+func measure(ctx context.Context, s *benchSide, d time.Duration, m meters) (sliceResult, error) {
+	w := m.waits
 	res := sliceResult{hist: newHist()}
 	remaining := d
 	for remaining > 2*time.Millisecond {
@@ -82,9 +93,23 @@ func measure(ctx context.Context, s *benchSide, d time.Duration, w *waitSampler)
 		if w != nil {
 			w.reset()
 		}
+		var walStart int64
+		if m.wal != nil {
+			var err error
+			if walStart, err = m.wal.position(ctx); err != nil {
+				return res, err
+			}
+		}
 		r, err := runRound(ctx, s, items, remaining)
 		if err != nil {
 			return res, err
+		}
+		if m.wal != nil {
+			walEnd, err := m.wal.position(ctx)
+			if err != nil {
+				return res, err
+			}
+			res.walBytes += walEnd - walStart
 		}
 		if w != nil {
 			if s.waits == nil {
@@ -227,6 +252,9 @@ func (s *benchSide) summary() sideSummary {
 		out.Lost = s.delivery.lostTotal
 	}
 	out.Waits = topWaits(s.waits, 8)
+	if s.ops > 0 {
+		out.WALBytesPerOp = math.Round(float64(s.walBytes) / float64(s.ops))
+	}
 	return out
 }
 

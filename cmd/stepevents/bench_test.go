@@ -69,6 +69,11 @@ func TestBenchShortJSON(t *testing.T) {
 			require.LessOrEqual(t, s.Latency.P99, s.Latency.Max, "%s: %s", name, s.Name)
 		}
 		require.Positive(t, r.Ratio, name)
+		if r.Subject.Unit == "completions" {
+			// Every completion commits a state change: the WAL meter
+			// must see it (other tests' WAL can only add to it).
+			require.Positive(t, r.Subject.WALBytesPerOp, "%s: WAL per completion", name)
+		}
 		if r.Target != nil {
 			require.NotNil(t, r.TargetMet, name)
 		}
@@ -111,7 +116,7 @@ func TestMeasureOpenLoopRate(t *testing.T) {
 	t.Parallel()
 	s := &benchSide{name: "noop", unit: "events", clients: 4, rate: 500,
 		op: func(context.Context, uuid.UUID) (int, error) { return 1, nil }}
-	r, err := measure(context.Background(), s, 400*time.Millisecond, nil)
+	r, err := measure(context.Background(), s, 400*time.Millisecond, meters{})
 	require.NoError(t, err)
 	require.InDelta(t, 200, r.ops, 10, "500/s for 400ms")
 	require.GreaterOrEqual(t, r.elapsed, 400*time.Millisecond)
@@ -137,7 +142,7 @@ func TestMeasurePreparesInRounds(t *testing.T) {
 			time.Sleep(200 * time.Microsecond) // a stand-in for a round trip
 			return 1, nil
 		}}
-	r, err := measure(context.Background(), s, 200*time.Millisecond, nil)
+	r, err := measure(context.Background(), s, 200*time.Millisecond, meters{})
 	require.NoError(t, err)
 	close(used)
 	seen := map[uuid.UUID]bool{}
