@@ -74,7 +74,8 @@ func (q *Queries) GetStashedEvents(ctx context.Context, db DBTX, eventIds []uuid
 const recordStepResult = `-- name: RecordStepResult :one
 SELECT stepevents.record_step_result(
     $1::uuid, $2::boolean, $3::jsonb, $4::jsonb,
-    $5::boolean, $6::double precision)::jsonb AS completion
+    $5::boolean, $6::double precision,
+    $7::bigint)::jsonb AS completion
 `
 
 type RecordStepResultParams struct {
@@ -84,8 +85,10 @@ type RecordStepResultParams struct {
 	Error             []byte
 	Permanent         bool
 	RetryAfterSeconds *float64
+	ClaimID           *int64
 }
 
+// claim_id, when set, fences the recording to that claim of the step (SE006 otherwise).
 func (q *Queries) RecordStepResult(ctx context.Context, db DBTX, arg RecordStepResultParams) ([]byte, error) {
 	row := db.QueryRow(ctx, recordStepResult,
 		arg.StepUuid,
@@ -94,6 +97,7 @@ func (q *Queries) RecordStepResult(ctx context.Context, db DBTX, arg RecordStepR
 		arg.Error,
 		arg.Permanent,
 		arg.RetryAfterSeconds,
+		arg.ClaimID,
 	)
 	var completion []byte
 	err := row.Scan(&completion)

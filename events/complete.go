@@ -121,6 +121,34 @@ func (c *Client) FailStep(ctx context.Context, stepUUID uuid.UUID, f Failure) (*
 	return c.recordAlone(ctx, stepUUID, p)
 }
 
+// CompleteClaimedStep is CompleteStep for the worker that claimed the step:
+// claimID is the ClaimID of the Step that StartStep (or a runner's claim)
+// returned. The result is recorded only if the step is still in_progress
+// under that claim, checked under the step's row lock in the same
+// statement; otherwise nothing changes and the error wraps ErrSuperseded.
+// A worker whose step was released, reset or recovered as stale while it
+// ran cannot overwrite the attempt that replaced it. Two round trips, as
+// CompleteStep.
+func (c *Client) CompleteClaimedStep(ctx context.Context, stepUUID uuid.UUID, claimID int64,
+	result json.RawMessage) (*Completion, error) {
+	p, err := successParams(stepUUID, result)
+	if err != nil {
+		return nil, err
+	}
+	p.ClaimID = &claimID
+	return c.recordAlone(ctx, stepUUID, p)
+}
+
+// FailClaimedStep is FailStep fenced to one claim, as CompleteClaimedStep.
+func (c *Client) FailClaimedStep(ctx context.Context, stepUUID uuid.UUID, claimID int64, f Failure) (*Completion, error) {
+	p, err := failureParams(stepUUID, f)
+	if err != nil {
+		return nil, err
+	}
+	p.ClaimID = &claimID
+	return c.recordAlone(ctx, stepUUID, p)
+}
+
 func successParams(stepUUID uuid.UUID, result json.RawMessage) (db.RecordStepResultParams, error) {
 	if err := checkDocument(result, "result"); err != nil {
 		return db.RecordStepResultParams{}, fmt.Errorf("error completing step %s: %w", stepUUID, err)

@@ -26,6 +26,10 @@ var (
 	ErrPublisher = errors.New("publisher error")
 	// ErrQueueMissing: the namespace's pgmq queue does not exist (apply the template first).
 	ErrQueueMissing = errors.New("queue missing")
+	// ErrSuperseded: an outcome recorded under a claim (CompleteClaimedStep,
+	// FailClaimedStep) whose attempt is over: the step was released, reset,
+	// failed or completed since, maybe claimed again. Nothing was recorded.
+	ErrSuperseded = errors.New("attempt is no longer in progress")
 	// ErrClosed: the Client was closed.
 	ErrClosed = errors.New("client closed")
 )
@@ -37,6 +41,7 @@ const (
 	codeNotReady          = "SE003"
 	codeUnknownCondition  = "SE004"
 	codeInvalid           = "SE005"
+	codeSuperseded        = "SE006"
 	codeUndefinedTable    = "42P01"
 	codeInvalidText       = "22P02"
 	codeUntranslatable    = "22P05"
@@ -63,6 +68,8 @@ func mapError(err error, doing string) error {
 			sentinel = ErrIllegalTransition
 		case codeNotReady:
 			sentinel = ErrStepNotReady
+		case codeSuperseded:
+			sentinel = ErrSuperseded
 		case codeInvalid, codeUnknownCondition, codeInvalidText, codeUntranslatable, codeBadEncoding, codeCheckViolation:
 			sentinel = ErrInvalidInput
 		case codeUndefinedTable:

@@ -144,6 +144,15 @@ func decodeStepRow(b []byte, r *stepRowJSON) error {
 				return fmt.Errorf("%w: %q is not a number", jsonscan.ErrMalformed, v)
 			}
 			r.BackoffRequestSeconds = &f
+		case jsonscan.KeyIs(k, "claim_id"):
+			if jsonscan.IsNull(v) {
+				return nil
+			}
+			id, err := strconv.ParseInt(string(v), 10, 64)
+			if err != nil {
+				return fmt.Errorf("%w: %q is not an integer", jsonscan.ErrMalformed, v)
+			}
+			r.ClaimID = id
 		case jsonscan.KeyIs(k, "results"):
 			r.Results = v
 		case jsonscan.KeyIs(k, "last_error"):

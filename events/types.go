@@ -29,6 +29,11 @@ type Step struct {
 	NextRetryAt           *time.Time
 	Results               json.RawMessage
 	LastError             json.RawMessage
+	// ClaimID identifies the claim that started the latest attempt (the
+	// in_progress transition StartStep wrote); 0 if the step was never
+	// claimed. CompleteClaimedStep and FailClaimedStep record an outcome
+	// only while the step is still in progress under it.
+	ClaimID int64
 }
 
 func stepFromRow(r db.StepeventsWorkflowStep) Step {
@@ -38,7 +43,7 @@ func stepFromRow(r db.StepeventsWorkflowStep) Step {
 		Backoff: r.Backoff, BackoffBaseMS: int(r.BackoffBaseMs), MaxBackoffMS: int(r.MaxBackoffMs),
 		TimeoutSeconds: int(r.TimeoutSeconds), LastAttemptedAt: r.LastAttemptedAt, LastFailureAt: r.LastFailureAt,
 		BackoffRequestSeconds: r.BackoffRequestSeconds, NextRetryAt: r.NextRetryAt,
-		Results: r.Results, LastError: r.LastError,
+		Results: r.Results, LastError: r.LastError, ClaimID: deref(r.ClaimID),
 	}
 }
 
@@ -136,6 +141,7 @@ type stepRowJSON struct {
 	NextRetryAt           *time.Time      `json:"next_retry_at"`
 	Results               json.RawMessage `json:"results"`
 	LastError             json.RawMessage `json:"last_error"`
+	ClaimID               int64           `json:"claim_id"`
 }
 
 func (r stepRowJSON) step() Step {

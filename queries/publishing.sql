@@ -1,7 +1,9 @@
 -- name: RecordStepResult :one
+-- claim_id, when set, fences the recording to that claim of the step (SE006 otherwise).
 SELECT stepevents.record_step_result(
     @step_uuid::uuid, @succeeded::boolean, sqlc.narg(result)::jsonb, sqlc.narg(error)::jsonb,
-    @permanent::boolean, sqlc.narg(retry_after_seconds)::double precision)::jsonb AS completion;
+    @permanent::boolean, sqlc.narg(retry_after_seconds)::double precision,
+    sqlc.narg(claim_id)::bigint)::jsonb AS completion;
 
 -- name: EmitEvents :one
 SELECT stepevents.emit_events(

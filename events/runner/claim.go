@@ -72,7 +72,7 @@ func stepFromClaim(r db.ClaimReadyStepsRow) events.Step {
 		Backoff: r.Backoff, BackoffBaseMS: int(r.BackoffBaseMs), MaxBackoffMS: int(r.MaxBackoffMs),
 		TimeoutSeconds: int(r.TimeoutSeconds), LastAttemptedAt: r.LastAttemptedAt, LastFailureAt: r.LastFailureAt,
 		BackoffRequestSeconds: r.BackoffRequestSeconds, NextRetryAt: r.NextRetryAt,
-		Results: r.Results, LastError: r.LastError,
+		Results: r.Results, LastError: r.LastError, ClaimID: claimOf(r.ClaimID),
 	}
 }
 
@@ -91,7 +91,7 @@ func stepFromRow(r db.StepeventsWorkflowStep) events.Step {
 		Backoff: r.Backoff, BackoffBaseMS: int(r.BackoffBaseMs), MaxBackoffMS: int(r.MaxBackoffMs),
 		TimeoutSeconds: int(r.TimeoutSeconds), LastAttemptedAt: r.LastAttemptedAt, LastFailureAt: r.LastFailureAt,
 		BackoffRequestSeconds: r.BackoffRequestSeconds, NextRetryAt: r.NextRetryAt,
-		Results: r.Results, LastError: r.LastError,
+		Results: r.Results, LastError: r.LastError, ClaimID: claimOf(r.ClaimID),
 	}
 }
 

@@ -17,15 +17,16 @@
 //
 // Each handler runs outside any transaction with a deadline: the step's
 // timeout_seconds, or Config.StepTimeout. Its result is recorded with
-// Client.CompleteStepTx, or its error with Client.FailStepTx, in a
-// transaction that first locks the step and checks that the attempt it ran
-// is still the step's current in_progress attempt, so an attempt's outcome
-// is recorded at most once and never onto a later attempt. The check
-// compares the claim, not the attempt number: every claim sets the step's
-// claim_id to the id of the in_progress transition it writes, which is
-// never reused, while attempt numbers are (release_step refunds an attempt,
-// reset_step zeroes the count). Fast events are
-// released after that transaction commits. Wrap a handler's error with
+// Client.CompleteClaimedStep, or its error with Client.FailClaimedStep:
+// record_step_result first locks the step and checks that the attempt it
+// ran is still the step's current in_progress attempt, so an attempt's
+// outcome is recorded at most once and never onto a later attempt. The
+// check compares the claim, not the attempt number: every claim sets the
+// step's claim_id to the id of the in_progress transition it writes, which
+// is never reused, while attempt numbers are (release_step refunds an
+// attempt, reset_step zeroes the count). The recording is one transaction
+// in two round trips (BEGIN with the fenced record_step_result, COMMIT with
+// the events); fast events are released after it commits. Wrap a handler's error with
 // Permanent to forbid retries, RetryAfter to choose the delay, WithCode to
 // set the failure code; a panic is recorded as a failure.
 //

@@ -14,7 +14,8 @@ var ErrAlreadyRunning = errors.New("runner already running")
 
 // errSuperseded: the attempt a result belongs to is no longer the step's
 // in_progress attempt (released, recovered as stale, or recorded already).
-var errSuperseded = errors.New("attempt is no longer in progress")
+// The same sentinel the claim fence of CompleteClaimedStep returns.
+var errSuperseded = events.ErrSuperseded
 
 // maxMessageBytes bounds the failure message recorded from a handler error.
 const maxMessageBytes = 4096

@@ -76,13 +76,15 @@ func (r *Runner) call(ctx context.Context, j *job) (result json.RawMessage, pani
 }
 
 // record commits the job's outcome: success (f nil) or failure. A result
-// the database refuses (not JSON, too big) is recorded as a failure.
+// the database refuses (not JSON, too big) is recorded as a failure. Both
+// are fenced to j's claim (events.Client.CompleteClaimedStep): a late
+// outcome of an attempt that was released or recovered changes nothing.
 func (r *Runner) record(j *job, result json.RawMessage, f *events.Failure) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), r.cfg.RecordTimeout)
 	defer cancel()
 	if f == nil {
-		comp, err := r.recordTx(ctx, j, func(ctx context.Context, tx pgx.Tx) (*events.Completion, error) {
-			return r.client.CompleteStepTx(ctx, tx, j.step.StepUUID, result)
+		comp, err := r.recordRetrying(ctx, j, func(ctx context.Context) (*events.Completion, error) {
+			return r.client.CompleteClaimedStep(ctx, j.step.StepUUID, j.claim, result)
 		})
 		if err == nil {
 			r.stats.completed.Add(1)
@@ -98,8 +100,8 @@ func (r *Runner) record(j *job, result json.RawMessage, f *events.Failure) {
 		ff.Code = TypeInvalidResult
 		f = &ff
 	}
-	comp, err := r.recordTx(ctx, j, func(ctx context.Context, tx pgx.Tx) (*events.Completion, error) {
-		return r.client.FailStepTx(ctx, tx, j.step.StepUUID, *f)
+	comp, err := r.recordRetrying(ctx, j, func(ctx context.Context) (*events.Completion, error) {
+		return r.client.FailClaimedStep(ctx, j.step.StepUUID, j.claim, *f)
 	})
 	if err != nil {
 		r.recordFailed(j, err)
@@ -109,24 +111,18 @@ func (r *Runner) record(j *job, result json.RawMessage, f *events.Failure) {
 	r.recorded(comp)
 }
 
-// recordTx runs fn in a transaction (fast events released after commit)
-// after checking, under the step's row lock, that j's attempt is still the
-// step's in_progress attempt. Failures that are not about the outcome are
-// retried.
-func (r *Runner) recordTx(ctx context.Context, j *job,
-	fn func(ctx context.Context, tx pgx.Tx) (*events.Completion, error)) (*events.Completion, error) {
-	var comp *events.Completion
-	var err error
+// recordRetrying runs fn, one transaction of its own (two pipelined round
+// trips, fast events released after commit), and tries again after
+// failures that are not about the outcome (a dropped connection, a
+// deadlock).
+func (r *Runner) recordRetrying(ctx context.Context, j *job,
+	fn func(ctx context.Context) (*events.Completion, error)) (*events.Completion, error) {
 	for try := 0; ; try++ {
-		err = r.client.InTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
-			if err := r.lockAttempt(ctx, tx, j); err != nil {
-				return err
-			}
-			var err error
-			comp, err = fn(ctx, tx)
-			return err
-		})
+		comp, err := fn(ctx)
 		if err == nil || !retryable(err) || try == recordRetries || ctx.Err() != nil {
+			if errors.Is(err, errSuperseded) {
+				err = fmt.Errorf("step %s attempt %d (claim %d): %w", j.step.StepUUID, j.attempt, j.claim, err)
+			}
 			return comp, err
 		}
 		r.logger.Warn("stepevents runner: error recording an outcome, retrying",
