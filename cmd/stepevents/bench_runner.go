@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -163,6 +164,9 @@ func runRound(parent context.Context, s *benchSide, items []uuid.UUID, limit tim
 		wg.Add(1)
 		go func(h *hdrhistogram.Histogram) {
 			defer wg.Done()
+			// The side's name labels its CPU samples (--cpuprofile):
+			// go tool pprof -tagfocus side=complete_durable_only …
+			pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("side", s.name)))
 			for ctx.Err() == nil {
 				i := next.Add(1) - 1
 				if items != nil && i >= int64(len(items)) {
