@@ -516,19 +516,28 @@ func (s *subscription) run() {
 	defer s.bus.retire(s)
 	for {
 		s.deliverPendingGap()
+		var d delivery
 		select {
-		case d := <-s.queue:
-			if !s.deliverable(d) {
+		case d = <-s.queue:
+			// While events are queued, receive from the queue alone: a
+			// select over three channels locks all three for every event,
+			// contending with Publish. Unsubscribe and Close are still
+			// seen: deliverable checks their flags for every event.
+		default:
+			select {
+			case d = <-s.queue:
+			case <-s.stop:
+				s.discard()
+				return
+			case <-s.bus.sealed:
+				s.drain()
 				return
 			}
-			s.deliver(d)
-		case <-s.stop:
-			s.discard()
-			return
-		case <-s.bus.sealed:
-			s.drain()
+		}
+		if !s.deliverable(d) {
 			return
 		}
+		s.deliver(d)
 	}
 }
 
