@@ -11,7 +11,8 @@
 -- default) records without the fence, as before.
 --
 -- The signature changes, so the function is dropped and created again;
--- where sql/roles.sql was applied, the producer role is granted it again.
+-- where sql/roles.sql was applied (the stepevents_producer role exists),
+-- the producer role is granted it again and PUBLIC is not.
 
 -- +goose Up
 DROP FUNCTION stepevents.record_step_result(uuid, boolean, jsonb, jsonb, boolean, double precision);
@@ -92,8 +93,14 @@ $$;
 DO $$
 BEGIN
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'stepevents_producer') THEN
+        REVOKE ALL ON FUNCTION stepevents.record_step_result(uuid, boolean, jsonb, jsonb, boolean,
+            double precision, bigint) FROM PUBLIC;
         GRANT EXECUTE ON FUNCTION stepevents.record_step_result(uuid, boolean, jsonb, jsonb, boolean,
             double precision, bigint) TO stepevents_producer;
+        -- 00013 and 00014 granted the functions they added but left them
+        -- executable by PUBLIC too, which roles.sql had revoked everywhere.
+        REVOKE ALL ON FUNCTION stepevents.append_transition(stepevents.workflow_steps, text, jsonb) FROM PUBLIC;
+        REVOKE ALL ON FUNCTION stepevents.uuid_v7() FROM PUBLIC;
     END IF;
 END
 $$;
@@ -165,6 +172,8 @@ $$;
 DO $$
 BEGIN
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'stepevents_producer') THEN
+        REVOKE ALL ON FUNCTION stepevents.record_step_result(uuid, boolean, jsonb, jsonb, boolean,
+            double precision) FROM PUBLIC;
         GRANT EXECUTE ON FUNCTION stepevents.record_step_result(uuid, boolean, jsonb, jsonb, boolean,
             double precision) TO stepevents_producer;
     END IF;

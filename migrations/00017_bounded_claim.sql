@@ -1,4 +1,4 @@
--- claim_ready_steps stops after p_limit candidates, whatever the statistics.
+-- claim_ready_steps walks the claim order and stops, whatever the statistics.
 --
 -- It visited candidates with an unbounded ORDER BY query, locking each in
 -- the loop, so PostgreSQL sorted every claimable step on every claim:
@@ -6,50 +6,65 @@
 -- client and 98 ms at eight (pgbench, claim then record, on this project's
 -- 2-CPU test machine): the runner claimed at most ~70 steps per second.
 --
--- Now claim_candidates picks them: the usual queue-table claim, ORDER BY
--- the claim order, LIMIT p_limit, FOR UPDATE OF s SKIP LOCKED, an ordered
--- walk of workflow_steps_claim_order_idx that stops after p_limit steps:
--- 1.9 ms per claim at one client, 8 ms at eight, ~500 claims and records
--- per second, whatever the backlog. Given a LIMIT the planner still sorts
--- when it believes the table is nearly empty -- right after a bulk insert,
--- before autovacuum has analyzed it (measured: 34 ms per claim with 10,000
--- steps never analyzed) -- so claim_candidates runs with enable_sort off:
--- that one query, not the readiness checks and start_step around it.
+-- Now next_claimable_step finds one step at a time: the usual queue-table
+-- claim, ORDER BY the claim order, LIMIT 1, FOR UPDATE OF s SKIP LOCKED, an
+-- ordered walk of workflow_steps_claim_order_idx that stops at the first
+-- step it can take: 1.9 ms per claim at one client, 8 ms at eight, about
+-- 500 claims and records per second with that backlog. Its cost follows
+-- the steps ahead of the first claimable one in claim order that it must
+-- pass (steps of other handlers, steps blocked behind an unfinished or
+-- failed parent), not the backlog behind it. Given a LIMIT the planner still
+-- sorts when it believes the table nearly empty -- right after a bulk
+-- insert, before autovacuum has analyzed it (measured: 34 ms per claim with
+-- 10,000 steps never analyzed) -- so next_claimable_step runs with
+-- enable_sort off: that one query, not the readiness checks and start_step
+-- around it.
+--
+-- One step at a time, as before: a claim locks a step, then (start_step)
+-- its task row, then the next step. Locking every candidate up front and
+-- then their task rows one by one could deadlock with a transaction that
+-- holds one of those task rows and wants a later candidate.
 --
 -- What is unchanged: the order (oldest task first), the readiness check
--- under the lock through stepevents.step_readiness, and start_step. A
--- candidate that passes the scan but not the view (a parent reset between
--- the two) is not replaced within the same call: the claim returns fewer
--- steps and the runner claims again.
+-- under the lock through stepevents.step_readiness, and start_step.
+--
+-- Where sql/roles.sql was applied (the stepevents_producer role exists),
+-- the new function is executable by that role and, like every other
+-- stepevents function there, not by PUBLIC.
 
 -- +goose Up
 -- +goose StatementBegin
--- claim_candidates locks and returns up to p_limit claimable steps in claim
--- order, skipping steps other claimers hold. A step claimed since the
--- statement began is re-checked on its latest version and dropped. The scan
--- restates readiness cheaply (index lookups per row, no aggregate) to skip
--- blocked steps; claim_ready_steps asks the view under the lock.
-CREATE FUNCTION stepevents.claim_candidates(p_limit integer, p_handlers text[])
-RETURNS SETOF uuid
+-- next_claimable_step locks and returns the first claimable step in claim
+-- order whose handler is in p_handlers (NULL: any) and that is not in
+-- p_skip, skipping steps other claimers hold; NULL when there is none. A
+-- step claimed since the statement began is re-checked on its latest
+-- version and passed over. The scan restates readiness cheaply (index
+-- lookups per row, no aggregate) to skip blocked steps; claim_ready_steps
+-- asks the view under the lock.
+CREATE FUNCTION stepevents.next_claimable_step(p_handlers text[], p_skip uuid[])
+RETURNS uuid
 LANGUAGE plpgsql
 SET enable_sort = off
 AS $$
+DECLARE
+    v_step uuid;
 BEGIN
-    RETURN QUERY
-        SELECT s.step_uuid
-        FROM stepevents.workflow_steps s
-        WHERE s.state IN ('pending', 'waiting_for_retry')
-          AND (p_handlers IS NULL OR s.handler = ANY (p_handlers))
-          AND (s.next_retry_at IS NULL OR s.next_retry_at <= now())
-          AND (s.attempts = 0 OR (s.retryable AND NOT s.retry_blocked AND s.attempts < s.max_attempts))
-          AND NOT EXISTS (
-              SELECT 1
-              FROM stepevents.workflow_step_edges e
-              JOIN stepevents.workflow_steps ps ON ps.step_uuid = e.from_step_uuid
-              WHERE e.to_step_uuid = s.step_uuid AND ps.state NOT IN ('complete', 'resolved_manually'))
-        ORDER BY s.created_at, s.task_uuid, s.position
-        LIMIT p_limit
-        FOR UPDATE OF s SKIP LOCKED;
+    SELECT s.step_uuid INTO v_step
+    FROM stepevents.workflow_steps s
+    WHERE s.state IN ('pending', 'waiting_for_retry')
+      AND (p_handlers IS NULL OR s.handler = ANY (p_handlers))
+      AND (s.next_retry_at IS NULL OR s.next_retry_at <= now())
+      AND (s.attempts = 0 OR (s.retryable AND NOT s.retry_blocked AND s.attempts < s.max_attempts))
+      AND NOT EXISTS (
+          SELECT 1
+          FROM stepevents.workflow_step_edges e
+          JOIN stepevents.workflow_steps ps ON ps.step_uuid = e.from_step_uuid
+          WHERE e.to_step_uuid = s.step_uuid AND ps.state NOT IN ('complete', 'resolved_manually'))
+      AND s.step_uuid <> ALL (p_skip)
+    ORDER BY s.created_at, s.task_uuid, s.position
+    LIMIT 1
+    FOR UPDATE OF s SKIP LOCKED;
+    RETURN v_step;
 END
 $$;
 -- +goose StatementEnd
@@ -60,37 +75,46 @@ $$;
 -- (NULL: any), and returns them in_progress, each with an attempt counted,
 -- all in the caller's statement: the claim commits with it or not at all.
 --
--- Candidates come from claim_candidates, oldest task first, in (created_at,
--- task_uuid, position) order, locked FOR UPDATE SKIP LOCKED (concurrent
--- claimers never wait for each other and never get the same step). Each
--- one's readiness is read from stepevents.step_readiness under the lock
--- with a fresh snapshot, and stepevents.start_step starts it. start_step
--- locks the step's task row; visiting tasks in one global order keeps two
--- claimers from deadlocking on each other's task rows.
+-- Candidates come one at a time from next_claimable_step, oldest task
+-- first, in (created_at, task_uuid, position) order, locked FOR UPDATE SKIP
+-- LOCKED (concurrent claimers never wait for each other and never get the
+-- same step). Each one's readiness is read from stepevents.step_readiness
+-- under the lock with a fresh snapshot, and stepevents.start_step starts
+-- it; one the view refuses is passed over for the rest of the call.
+-- start_step locks the step's task row; locking one step, then its task,
+-- then the next step, in one global order, keeps two claimers from
+-- deadlocking on each other's task rows.
 CREATE OR REPLACE FUNCTION stepevents.claim_ready_steps(p_limit integer, p_handlers text[] DEFAULT NULL)
 RETURNS SETOF stepevents.workflow_steps
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_step uuid;
+    v_step    uuid;
+    v_skip    uuid[] := '{}';
+    v_claimed integer := 0;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
         RAISE EXCEPTION 'claim limit must be between 1 and 1000, got %', p_limit USING ERRCODE = 'SE005';
     END IF;
-    FOR v_step IN SELECT c FROM stepevents.claim_candidates(p_limit, p_handlers) AS c LOOP
-        CONTINUE WHEN NOT (SELECT r.ready_for_execution FROM stepevents.step_readiness r WHERE r.step_uuid = v_step);
-        RETURN NEXT stepevents.start_step(v_step);
+    WHILE v_claimed < p_limit LOOP
+        v_step := stepevents.next_claimable_step(p_handlers, v_skip);
+        EXIT WHEN v_step IS NULL;
+        IF (SELECT r.ready_for_execution FROM stepevents.step_readiness r WHERE r.step_uuid = v_step) THEN
+            RETURN NEXT stepevents.start_step(v_step);
+            v_claimed := v_claimed + 1;
+        ELSE
+            v_skip := v_skip || v_step;
+        END IF;
     END LOOP;
 END
 $$;
 -- +goose StatementEnd
 
--- Where sql/roles.sql was applied before this migration, the producer role
--- claims steps; claim_ready_steps now calls claim_candidates.
 -- +goose StatementBegin
 DO $$
 BEGIN
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'stepevents_producer') THEN
-        GRANT EXECUTE ON FUNCTION stepevents.claim_candidates(integer, text[]) TO stepevents_producer;
+        REVOKE ALL ON FUNCTION stepevents.next_claimable_step(text[], uuid[]) FROM PUBLIC;
+        GRANT EXECUTE ON FUNCTION stepevents.next_claimable_step(text[], uuid[]) TO stepevents_producer;
     END IF;
 END
 $$;
@@ -139,4 +163,4 @@ END
 $$;
 -- +goose StatementEnd
 
-DROP FUNCTION stepevents.claim_candidates(integer, text[]);
+DROP FUNCTION stepevents.next_claimable_step(text[], uuid[]);

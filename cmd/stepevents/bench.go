@@ -219,6 +219,7 @@ func runGroup(ctx context.Context, g benchGroup, o benchOptions, bar *progressba
 		warm = o.duration / 3
 	}
 	for _, s := range g.sides {
+		s.group = g.name
 		bar.Describe(fmt.Sprintf("%-18s warm-up %s", g.name, s.name))
 		if _, err := measure(ctx, s, warm, meters{}); err != nil {
 			return nil, err

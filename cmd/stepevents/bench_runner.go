@@ -21,6 +21,7 @@ const maxPrepareBatch = 40_000
 // closed loop (as fast as they can) or open loop at a fixed total rate.
 type benchSide struct {
 	name    string
+	group   string // the benchGroup measuring it (set by runGroup), for profile labels
 	unit    string // what op's units count: completions, transactions, messages, events
 	clients int
 	// rate, when > 0, paces the operations at rate per second in total
@@ -166,7 +167,9 @@ func runRound(parent context.Context, s *benchSide, items []uuid.UUID, limit tim
 			defer wg.Done()
 			// The side's name labels its CPU samples (--cpuprofile):
 			// go tool pprof -tagfocus side=complete_durable_only …
-			pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("side", s.name)))
+			// A side in several groups (durable-only is) is told apart
+			// by its group: -tagfocus 'group=completion c8'.
+			pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("side", s.name, "group", s.group)))
 			for ctx.Err() == nil {
 				i := next.Add(1) - 1
 				if items != nil && i >= int64(len(items)) {

@@ -70,9 +70,19 @@ func BenchmarkRunnerRecords(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- r.Run(rctx) }()
+	deadline := time.Now().Add(5 * time.Minute)
 	for r.Stats().Completed < uint64(b.N) {
+		select {
+		case err := <-done:
+			b.Fatalf("the runner stopped before finishing: %v (stats %+v)", err, r.Stats())
+		default:
+		}
+		if st := r.Stats(); st.RecordErrors+st.Superseded+st.ClaimErrors > 0 || time.Now().After(deadline) {
+			b.Fatalf("the runner did not record every step in time: stats %+v", st)
+		}
 		time.Sleep(time.Millisecond)
 	}
 	b.StopTimer()

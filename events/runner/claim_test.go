@@ -3,10 +3,15 @@ package runner_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+
+	"github.com/stepevents/stepevents/events"
+	"github.com/stepevents/stepevents/events/template"
+	"github.com/stepevents/stepevents/test/testdb"
 )
 
 // claimSQL claims as each runner worker does.
@@ -72,4 +77,89 @@ func TestClaimReadySteps(t *testing.T) {
 
 	_, err = b.pool.Exec(ctx, claimSQL, 0, nil)
 	require.ErrorContains(t, err, "claim limit must be between 1 and 1000")
+}
+
+// TestClaimWalksOnlyTheHeadOfTheBacklog: claiming one step reads a handful
+// of workflow_steps rows, not every pending one, even right after a bulk
+// insert that autovacuum has not analyzed yet (when the planner, believing
+// the table empty, would rather sort it whole).
+func TestClaimWalksOnlyTheHeadOfTheBacklog(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	tpl, err := template.Load("runner_bench.yaml", []byte(benchTemplate))
+	require.NoError(t, err)
+	require.NoError(t, events.ApplyTemplate(ctx, pool, tpl))
+	const backlog = 2000
+	_, err = pool.Exec(ctx, `SELECT stepevents.create_task('runner_bench', 'runner_bench', NULL, '{}',
+		stepevents.uuid_v7(), NULL) FROM generate_series(1, $1)`, backlog)
+	require.NoError(t, err)
+
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	// Rows of workflow_steps read by any scan, as this backend counts them
+	// (counts not yet flushed include earlier statements: take the delta).
+	rowsRead := func() int64 {
+		var n int64
+		require.NoError(t, tx.QueryRow(ctx, `SELECT seq_tup_read + idx_tup_fetch FROM pg_stat_xact_user_tables
+			WHERE relid = 'stepevents.workflow_steps'::regclass`).Scan(&n))
+		return n
+	}
+	before := rowsRead()
+	require.Len(t, claim(t, tx, 1, nil), 1)
+	read := rowsRead() - before
+	require.Less(t, read, int64(100), "one claim read %d of %d pending steps", read, backlog)
+}
+
+// TestClaimOfSeveralStepsDoesNotDeadlock: a claim locks one step, then its
+// task row, then the next step. A transaction holding the first
+// candidate's task row while it locks the second candidate must not
+// deadlock with it (a claim that locked every candidate up front did).
+func TestClaimOfSeveralStepsDoesNotDeadlock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 0)
+	tasks := b.createOrders(t, make([]order, 2))
+
+	other, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = other.Rollback(ctx) }()
+	_, err = other.Exec(ctx, `SELECT 1 FROM stepevents.tasks WHERE task_uuid = $1 FOR UPDATE`, tasks[0])
+	require.NoError(t, err)
+
+	type result struct {
+		got []claimed
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rows, err := b.pool.Query(ctx, claimSQL, 2, nil)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (claimed, error) {
+			var c claimed
+			return c, r.Scan(&c.Step, &c.Task, &c.Name)
+		})
+		done <- result{got, err}
+	}()
+	// The claim now waits for the first task's row.
+	waitFor(t, 10*time.Second, "the claim to wait for a lock", func() bool {
+		return b.count(t, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+			AND wait_event_type = 'Lock' AND query LIKE '%claim_ready_steps%'`) == 1
+	})
+	_, err = other.Exec(ctx, `SET LOCAL lock_timeout = '10s'`)
+	require.NoError(t, err)
+	_, err = other.Exec(ctx, `SELECT 1 FROM stepevents.workflow_steps WHERE task_uuid = $1 AND name = $2 FOR UPDATE`,
+		tasks[1], validateStep)
+	require.NoError(t, err, "locking the second task's step while the claim waits")
+	require.NoError(t, other.Commit(ctx))
+
+	r := <-done
+	require.NoError(t, r.err)
+	require.Len(t, r.got, 2)
+	require.Equal(t, tasks[0], r.got[0].Task)
+	require.Equal(t, tasks[1], r.got[1].Task)
 }

@@ -114,7 +114,10 @@ func (r *Runner) record(j *job, result json.RawMessage, f *events.Failure) {
 // recordRetrying runs fn, one transaction of its own (two pipelined round
 // trips, fast events released after commit), and tries again after
 // failures that are not about the outcome (a dropped connection, a
-// deadlock).
+// deadlock). If the connection dropped after the server committed but
+// before its reply arrived, the retry finds the attempt recorded and gets
+// ErrSuperseded: the outcome and its durable events are committed, but the
+// recording is counted as superseded and its fast events are not sent.
 func (r *Runner) recordRetrying(ctx context.Context, j *job,
 	fn func(ctx context.Context) (*events.Completion, error)) (*events.Completion, error) {
 	for try := 0; ; try++ {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stepevents/stepevents/events"
@@ -57,6 +58,26 @@ func TestProducerRecordsAndPublishes(t *testing.T) {
 	require.NoError(t, err)
 	comp = startAndComplete(t, client, pool, steps2[stepValidate], string(big))
 	require.True(t, comp.Published[0].ByReference)
+
+	// The runner's way: claim with claim_ready_steps, record under the claim.
+	_, steps3 := newTask(t, client, pool)
+	claimed := claimAs(t, pool, "domain_events.validate_order")
+	require.Equal(t, steps3[stepValidate], claimed.StepUUID)
+	comp, err = client.CompleteClaimedStep(ctx, claimed.StepUUID, claimed.ClaimID, []byte(validateResult))
+	require.NoError(t, err)
+	require.Equal(t, "order.validated", comp.Published[0].Name)
+}
+
+// claimAs claims one ready step of handler as the runner does.
+func claimAs(t *testing.T, pool interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, handler string) events.Step {
+	t.Helper()
+	var s events.Step
+	require.NoError(t, pool.QueryRow(context.Background(),
+		`SELECT step_uuid, claim_id FROM stepevents.claim_ready_steps(1, ARRAY[$1::text])`, handler).
+		Scan(&s.StepUUID, &s.ClaimID), "claiming a %s step", handler)
+	return s
 }
 
 // TestProducerRefusedEverythingElse: the producer can see msg_ids (pgmq.send

@@ -20,35 +20,53 @@ import (
 const rolesAppliedAt = 12
 
 // TestProducerKeepsWorkingAfterAnUpgrade: an operator ran sql/roles.sql on
-// an older schema, in a database where new functions are not executable by
-// PUBLIC, and then migrated. The producer role completes steps without the
-// script being run again: the migrations grant what they add.
+// an older schema and then migrated. The producer role claims and completes
+// steps without the script being run again: the migrations grant what they
+// add. And what roles.sql locked down stays locked: no stepevents function
+// is executable by PUBLIC afterwards, whether or not the database's default
+// privileges still give new functions to PUBLIC.
 func TestProducerKeepsWorkingAfterAnUpgrade(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	admin, err := pgxpool.New(ctx, testdb.NewEmptyURL(t))
-	require.NoError(t, err)
-	t.Cleanup(admin.Close)
-	m, err := migrations.New(admin, nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = m.Close() })
-	require.NoError(t, m.UpTo(ctx, rolesAppliedAt))
-	tpl, err := template.LoadFile(fixturePath)
-	require.NoError(t, err)
-	require.NoError(t, events.ApplyTemplate(ctx, admin, tpl))
-	_, err = admin.Exec(ctx, sqlscripts.Roles)
-	require.NoError(t, err, "running sql/roles.sql")
-	_, err = admin.Exec(ctx, `ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC`)
-	require.NoError(t, err)
-	require.NoError(t, m.Up(ctx))
+	for _, tc := range []struct {
+		name                 string
+		revokeDefaultExecute bool
+	}{{"DefaultPrivileges", false}, {"NoExecuteForPublicByDefault", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			admin, err := pgxpool.New(ctx, testdb.NewEmptyURL(t))
+			require.NoError(t, err)
+			t.Cleanup(admin.Close)
+			m, err := migrations.New(admin, nil)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = m.Close() })
+			require.NoError(t, m.UpTo(ctx, rolesAppliedAt))
+			tpl, err := template.LoadFile(fixturePath)
+			require.NoError(t, err)
+			require.NoError(t, events.ApplyTemplate(ctx, admin, tpl))
+			_, err = admin.Exec(ctx, sqlscripts.Roles)
+			require.NoError(t, err, "running sql/roles.sql")
+			if tc.revokeDefaultExecute {
+				_, err = admin.Exec(ctx, `ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC`)
+				require.NoError(t, err)
+			}
+			require.NoError(t, m.Up(ctx))
 
-	e := &env{ctx: ctx, admin: admin}
-	_, pool := e.newRole(t, "stepevents_producer")
-	client := newClient(t, pool, events.Config{})
-	_, steps := newTask(t, client, pool)
-	_, err = events.StartStep(ctx, pool, steps[stepValidate])
-	require.NoError(t, err)
-	comp, err := client.CompleteStep(ctx, steps[stepValidate], []byte(validateResult))
-	require.NoError(t, err)
-	require.NotEmpty(t, comp.Published)
+			var public []string
+			require.NoError(t, admin.QueryRow(ctx, `SELECT coalesce(array_agg(p.oid::regprocedure::text), '{}')
+				FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+				WHERE p.pronamespace = 'stepevents'::regnamespace AND a.grantee = 0`).Scan(&public))
+			require.Empty(t, public, "functions executable by PUBLIC after the upgrade")
+
+			e := &env{ctx: ctx, admin: admin}
+			_, pool := e.newRole(t, "stepevents_producer")
+			client := newClient(t, pool, events.Config{})
+			_, steps := newTask(t, client, pool)
+			claimed := claimAs(t, pool, "domain_events.validate_order")
+			require.Equal(t, steps[stepValidate], claimed.StepUUID)
+			comp, err := client.CompleteClaimedStep(ctx, claimed.StepUUID, claimed.ClaimID, []byte(validateResult))
+			require.NoError(t, err)
+			require.NotEmpty(t, comp.Published)
+		})
+	}
 }
