@@ -3,6 +3,7 @@ package events_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -52,6 +53,36 @@ func ExampleClient_CompleteStepTx() {
 	// skipped payment.failed.retryable condition_not_met
 	// skipped payment.failed.permanent condition_not_met
 	// committed: true
+}
+
+// A worker records under its claim: if the step was released or recovered
+// as stale while the handler ran (and maybe claimed again), the late
+// outcome changes nothing and the error says so.
+func ExampleClient_CompleteClaimedStep() {
+	ctx := context.Background()
+	pool := testdb.Example() // your *pgxpool.Pool, migrated with migrations.Migrate
+
+	tpl, _ := template.LoadFile("../test/templates/good/domain_event_publishing.yaml")
+	client, _ := events.NewClient(ctx, pool, &events.Config{Publishers: publishers.All()})
+	defer client.Close(ctx)
+	_ = client.ApplyTemplate(ctx, tpl)
+	taskID, _ := client.CreateTask(ctx, events.CreateTaskParams{Namespace: "domain_events",
+		Name: "domain_event_publishing", Context: json.RawMessage(`{"order_id":"8c8a1f8e-6f57-4b0e-9d1c-2f8b8a0e4b11","customer_id":"c-1"}`)})
+	steps, _ := events.TaskSteps(ctx, pool, taskID)
+
+	step, _ := events.StartStep(ctx, pool, steps[0].StepUUID) // the claim: step.ClaimID
+	// ... the handler runs; meanwhile an operator releases the step and it is claimed again ...
+	_, _ = events.ReleaseStep(ctx, pool, step.StepUUID, "presumed hung")
+	again, _ := events.StartStep(ctx, pool, step.StepUUID)
+
+	result := json.RawMessage(`{"order_id":"o-1","validation_timestamp":"2026-11-28T10:00:00Z"}`)
+	_, err := client.CompleteClaimedStep(ctx, step.StepUUID, step.ClaimID, result)
+	fmt.Println("late outcome superseded:", errors.Is(err, events.ErrSuperseded))
+	comp, err := client.CompleteClaimedStep(ctx, again.StepUUID, again.ClaimID, result)
+	fmt.Println("current claim recorded:", err == nil, comp.Step.State)
+	// Output:
+	// late outcome superseded: true
+	// current claim recorded: true complete
 }
 
 // Subscribing to fast events: one Listener per process feeds a Bus; each
