@@ -2,6 +2,7 @@ package runner_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -162,4 +163,129 @@ func TestClaimOfSeveralStepsDoesNotDeadlock(t *testing.T) {
 	require.Len(t, r.got, 2)
 	require.Equal(t, tasks[0], r.got[0].Task)
 	require.Equal(t, tasks[1], r.got[1].Task)
+}
+
+// TestClaimPassesOverStepsBehindAFailure: steps waiting behind a step in
+// error are marked blocked and left out of the claim order, so a claim
+// does not walk past them again and again (every failed task leaves them
+// for good). Resetting or resolving the failed step clears the marks:
+// nothing stays hidden once it can run.
+func TestClaimPassesOverStepsBehindAFailure(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 0)
+	const failed = 300
+	tasks := b.createOrders(t, make([]order, failed))
+	_, err := b.pool.Exec(ctx, `SELECT stepevents.start_step(step_uuid) FROM stepevents.workflow_steps
+		WHERE name = $1 ORDER BY created_at`, validateStep)
+	require.NoError(t, err)
+	_, err = b.pool.Exec(ctx, `SELECT stepevents.fail_step(step_uuid, '{"message": "declined"}', true)
+		FROM stepevents.workflow_steps WHERE name = $1 ORDER BY created_at`, validateStep)
+	require.NoError(t, err)
+	blocked := func(task uuid.UUID) int {
+		return b.count(t, `SELECT count(*) FROM stepevents.workflow_steps WHERE task_uuid = $1 AND blocked`, task)
+	}
+	require.Equal(t, 3*failed, b.count(t, `SELECT count(*) FROM stepevents.workflow_steps WHERE blocked`),
+		"the three steps behind each failed validate")
+
+	fresh := b.createOrders(t, make([]order, 1))[0]
+	tx, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	var before, after int64
+	read := `SELECT seq_tup_read + idx_tup_fetch FROM pg_stat_xact_user_tables WHERE relid = 'stepevents.workflow_steps'::regclass`
+	require.NoError(t, tx.QueryRow(ctx, read).Scan(&before))
+	got := claim(t, tx, 1, nil)
+	require.NoError(t, tx.QueryRow(ctx, read).Scan(&after))
+	require.Len(t, got, 1)
+	require.Equal(t, fresh, got[0].Task)
+	require.Less(t, after-before, int64(100), "rows read to claim past %d blocked steps", 3*failed)
+	require.NoError(t, tx.Rollback(ctx))
+
+	// Reset: the failed step runs again and what is behind it is no longer
+	// blocked (it waits for its parent as usual).
+	var failedStep uuid.UUID
+	require.NoError(t, b.pool.QueryRow(ctx, `SELECT step_uuid FROM stepevents.workflow_steps
+		WHERE task_uuid = $1 AND name = $2`, tasks[0], validateStep).Scan(&failedStep))
+	_, err = events.ResetStep(ctx, b.pool, failedStep, "test: try again")
+	require.NoError(t, err)
+	require.Zero(t, blocked(tasks[0]))
+	got = claim(t, b.pool, 1, nil)
+	require.Len(t, got, 1)
+	require.Equal(t, failedStep, got[0].Step, "the reset step is the oldest claimable")
+
+	// Resolve: the step after the resolved one becomes claimable.
+	require.NoError(t, b.pool.QueryRow(ctx, `SELECT step_uuid FROM stepevents.workflow_steps
+		WHERE task_uuid = $1 AND name = $2`, tasks[1], validateStep).Scan(&failedStep))
+	_, err = events.ResolveStep(ctx, b.pool, failedStep, "test: done by hand")
+	require.NoError(t, err)
+	require.Zero(t, blocked(tasks[1]))
+	got = claim(t, b.pool, 1, []string{fixtureSteps[paymentStep]})
+	require.Len(t, got, 1)
+	require.Equal(t, tasks[1], got[0].Task)
+	require.Equal(t, paymentStep, got[0].Name)
+}
+
+// diamondTemplate: d waits for b and c, which both wait for a.
+const diamondTemplate = `name: diamond
+namespace_name: diamond
+version: 1.0.0
+steps:
+  - {name: a, handler: {callable: diamond.a}}
+  - {name: b, handler: {callable: diamond.b}, dependencies: [a], retry: {max_attempts: 1}}
+  - {name: c, handler: {callable: diamond.c}, dependencies: [a], retry: {max_attempts: 1}}
+  - {name: d, handler: {callable: diamond.d}, dependencies: [b, c]}
+`
+
+// TestBlockedUntilNoFailedAncestorIsLeft: a step behind two failed parents
+// stays blocked while either is in error, and is unblocked once neither is.
+func TestBlockedUntilNoFailedAncestorIsLeft(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 0)
+	tpl, err := template.Load("diamond.yaml", []byte(diamondTemplate))
+	require.NoError(t, err)
+	require.NoError(t, b.client.ApplyTemplate(ctx, tpl))
+	task, err := b.client.CreateTask(ctx, events.CreateTaskParams{Namespace: "diamond", Name: "diamond"})
+	require.NoError(t, err)
+	steps, err := events.TaskSteps(ctx, b.pool, task)
+	require.NoError(t, err)
+	id := map[string]uuid.UUID{}
+	for _, s := range steps {
+		id[s.Name] = s.StepUUID
+	}
+	isBlocked := func(name string) bool {
+		var v bool
+		require.NoError(t, b.pool.QueryRow(ctx, `SELECT blocked FROM stepevents.workflow_steps WHERE step_uuid = $1`,
+			id[name]).Scan(&v))
+		return v
+	}
+	run := func(name string, ok bool) {
+		t.Helper()
+		_, err := events.StartStep(ctx, b.pool, id[name])
+		require.NoError(t, err)
+		if ok {
+			_, err = b.client.CompleteStep(ctx, id[name], json.RawMessage(`{}`))
+		} else {
+			_, err = b.client.FailStep(ctx, id[name], events.Failure{Message: "no", Permanent: true})
+		}
+		require.NoError(t, err)
+	}
+	run("a", true)
+	run("b", false)
+	require.True(t, isBlocked("d"), "behind b")
+	run("c", false)
+	require.True(t, isBlocked("d"), "behind b and c")
+
+	_, err = events.ResetStep(ctx, b.pool, id["b"], "again")
+	require.NoError(t, err)
+	require.True(t, isBlocked("d"), "still behind c")
+	_, err = events.CancelStep(ctx, b.pool, id["b"], "not needed")
+	require.NoError(t, err)
+	require.True(t, isBlocked("d"), "behind a cancelled b and a failed c")
+	_, err = events.ResolveStep(ctx, b.pool, id["c"], "done by hand")
+	require.NoError(t, err)
+	require.True(t, isBlocked("d"), "behind the cancelled b still")
+	require.False(t, isBlocked("b"))
+	require.False(t, isBlocked("c"))
 }
