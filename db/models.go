@@ -120,8 +120,6 @@ type StepeventsWorkflowStep struct {
 	UpdatedAt             time.Time
 	// transition_id of the in_progress transition that started the latest attempt: identifies the claim, never reused
 	ClaimID *int64
-	// descends from a step in error or cancelled (maintained by refresh_task_state): left out of the claim index
-	Blocked bool
 }
 
 type StepeventsWorkflowStepEdge struct {

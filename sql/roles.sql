@@ -216,7 +216,7 @@ BEGIN
             ('refresh_task_state', 'stepevents_producer'), ('step_transition_allowed', 'stepevents_producer'),
             ('backoff_seconds', 'stepevents_producer'), ('should_publish', 'stepevents_producer'),
             ('require_in_progress', 'stepevents_producer'), ('claim_ready_steps', 'stepevents_producer'),
-            ('next_claimable_step', 'stepevents_producer'), ('refresh_blocked', 'stepevents_producer'),
+            ('next_claimable_step', 'stepevents_producer'),
             ('stale_steps', 'stepevents_producer'),
             ('dead_letter', 'stepevents_consumer')
         ) AS g(name, role) ON g.name = p.proname

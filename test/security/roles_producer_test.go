@@ -66,16 +66,6 @@ func TestProducerRecordsAndPublishes(t *testing.T) {
 	comp, err = client.CompleteClaimedStep(ctx, claimed.StepUUID, claimed.ClaimID, []byte(validateResult))
 	require.NoError(t, err)
 	require.Equal(t, "order.validated", comp.Published[0].Name)
-	// A permanent failure marks the steps behind it blocked (refresh_blocked).
-	claimed = claimAs(t, pool, "domain_events.process_payment")
-	comp, err = client.FailClaimedStep(ctx, claimed.StepUUID, claimed.ClaimID,
-		events.Failure{Message: "card stolen", Permanent: true})
-	require.NoError(t, err)
-	require.Equal(t, "error", comp.Step.State)
-	var blocked int
-	require.NoError(t, e.admin.QueryRow(ctx, `SELECT count(*) FROM stepevents.workflow_steps
-		WHERE task_uuid = $1 AND blocked`, comp.Step.TaskUUID).Scan(&blocked))
-	require.Equal(t, 2, blocked, "inventory and notification, behind the failed payment")
 }
 
 // claimAs claims one ready step of handler as the runner does.
