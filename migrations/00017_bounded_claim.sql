@@ -20,10 +20,13 @@
 -- enable_sort off: that one query, not the readiness checks and start_step
 -- around it.
 --
--- One step at a time, as before: a claim locks a step, then (start_step)
--- its task row, then the next step. Locking every candidate up front and
--- then their task rows one by one could deadlock with a transaction that
--- holds one of those task rows and wants a later candidate.
+-- One step at a time, as before, and forward only: a claim locks a step,
+-- then (start_step) its task row, then a later step in claim order (each
+-- call continues after the key of the previous candidate). Locking every
+-- candidate up front and then their task rows one by one could deadlock
+-- with a transaction that holds one of those task rows and wants a later
+-- candidate; starting each call from the head again could deadlock two
+-- claims of several steps (one takes task B's row, then goes back to A).
 --
 -- What is unchanged: the order (oldest task first), the readiness check
 -- under the lock through stepevents.step_readiness, and start_step.
@@ -35,21 +38,23 @@
 -- +goose Up
 -- +goose StatementBegin
 -- next_claimable_step locks and returns the first claimable step in claim
--- order whose handler is in p_handlers (NULL: any) and that is not in
--- p_skip, skipping steps other claimers hold; NULL when there is none. A
--- step claimed since the statement began is re-checked on its latest
--- version and passed over. The scan restates readiness cheaply (index
--- lookups per row, no aggregate) to skip blocked steps; claim_ready_steps
--- asks the view under the lock.
-CREATE FUNCTION stepevents.next_claimable_step(p_handlers text[], p_skip uuid[])
-RETURNS uuid
+-- order whose handler is in p_handlers (NULL: any), after the step whose
+-- claim-order key is (p_after_created, p_after_task, p_after_position)
+-- (NULL: from the start), skipping steps other claimers hold; NULLs when
+-- there is none. A step claimed since the statement began is re-checked on
+-- its latest version and passed over. The scan restates readiness cheaply
+-- (index lookups per row, no aggregate) to skip blocked steps;
+-- claim_ready_steps asks the view under the lock. The key is returned for
+-- the next call, so a claim of several steps moves forward only.
+CREATE FUNCTION stepevents.next_claimable_step(
+    p_handlers text[], p_after_created timestamptz, p_after_task uuid, p_after_position integer,
+    OUT o_step uuid, OUT o_created timestamptz, OUT o_task uuid, OUT o_position integer)
 LANGUAGE plpgsql
 SET enable_sort = off
 AS $$
-DECLARE
-    v_step uuid;
 BEGIN
-    SELECT s.step_uuid INTO v_step
+    IF p_after_created IS NULL THEN
+        SELECT s.step_uuid, s.created_at, s.task_uuid, s.position INTO o_step, o_created, o_task, o_position
     FROM stepevents.workflow_steps s
     WHERE s.state IN ('pending', 'waiting_for_retry')
       AND (p_handlers IS NULL OR s.handler = ANY (p_handlers))
@@ -60,11 +65,26 @@ BEGIN
           FROM stepevents.workflow_step_edges e
           JOIN stepevents.workflow_steps ps ON ps.step_uuid = e.from_step_uuid
           WHERE e.to_step_uuid = s.step_uuid AND ps.state NOT IN ('complete', 'resolved_manually'))
-      AND s.step_uuid <> ALL (p_skip)
-    ORDER BY s.created_at, s.task_uuid, s.position
-    LIMIT 1
-    FOR UPDATE OF s SKIP LOCKED;
-    RETURN v_step;
+        ORDER BY s.created_at, s.task_uuid, s.position
+        LIMIT 1
+        FOR UPDATE OF s SKIP LOCKED;
+    ELSE
+        SELECT s.step_uuid, s.created_at, s.task_uuid, s.position INTO o_step, o_created, o_task, o_position
+    FROM stepevents.workflow_steps s
+    WHERE s.state IN ('pending', 'waiting_for_retry')
+      AND (p_handlers IS NULL OR s.handler = ANY (p_handlers))
+      AND (s.next_retry_at IS NULL OR s.next_retry_at <= now())
+      AND (s.attempts = 0 OR (s.retryable AND NOT s.retry_blocked AND s.attempts < s.max_attempts))
+      AND NOT EXISTS (
+          SELECT 1
+          FROM stepevents.workflow_step_edges e
+          JOIN stepevents.workflow_steps ps ON ps.step_uuid = e.from_step_uuid
+          WHERE e.to_step_uuid = s.step_uuid AND ps.state NOT IN ('complete', 'resolved_manually'))
+          AND (s.created_at, s.task_uuid, s.position) > (p_after_created, p_after_task, p_after_position)
+        ORDER BY s.created_at, s.task_uuid, s.position
+        LIMIT 1
+        FOR UPDATE OF s SKIP LOCKED;
+    END IF;
 END
 $$;
 -- +goose StatementEnd
@@ -76,33 +96,35 @@ $$;
 -- all in the caller's statement: the claim commits with it or not at all.
 --
 -- Candidates come one at a time from next_claimable_step, oldest task
--- first, in (created_at, task_uuid, position) order, locked FOR UPDATE SKIP
--- LOCKED (concurrent claimers never wait for each other and never get the
--- same step). Each one's readiness is read from stepevents.step_readiness
--- under the lock with a fresh snapshot, and stepevents.start_step starts
--- it; one the view refuses is passed over for the rest of the call.
--- start_step locks the step's task row; locking one step, then its task,
--- then the next step, in one global order, keeps two claimers from
--- deadlocking on each other's task rows.
+-- first, in (created_at, task_uuid, position) order, never going back,
+-- locked FOR UPDATE SKIP LOCKED (concurrent claimers never wait for each
+-- other and never get the same step). Each one's readiness is read from
+-- stepevents.step_readiness under the lock with a fresh snapshot, and
+-- stepevents.start_step starts it. start_step locks the step's task row;
+-- locking one step, then its task, then a later step, all in one global
+-- order, keeps two claims from deadlocking on each other's task rows.
 CREATE OR REPLACE FUNCTION stepevents.claim_ready_steps(p_limit integer, p_handlers text[] DEFAULT NULL)
 RETURNS SETOF stepevents.workflow_steps
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_step    uuid;
-    v_skip    uuid[] := '{}';
+    c         record;
     v_claimed integer := 0;
+    v_created timestamptz;
+    v_task    uuid;
+    v_pos     integer;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
         RAISE EXCEPTION 'claim limit must be between 1 and 1000, got %', p_limit USING ERRCODE = 'SE005';
     END IF;
     WHILE v_claimed < p_limit LOOP
-        v_step := stepevents.next_claimable_step(p_handlers, v_skip);
-        EXIT WHEN v_step IS NULL;
-        IF (SELECT r.ready_for_execution FROM stepevents.step_readiness r WHERE r.step_uuid = v_step) THEN
-            RETURN NEXT stepevents.start_step(v_step);
+        c := stepevents.next_claimable_step(p_handlers, v_created, v_task, v_pos);
+        EXIT WHEN c.o_step IS NULL;
+        v_created := c.o_created;
+        v_task := c.o_task;
+        v_pos := c.o_position;
+        IF (SELECT r.ready_for_execution FROM stepevents.step_readiness r WHERE r.step_uuid = c.o_step) THEN
+            RETURN NEXT stepevents.start_step(c.o_step);
             v_claimed := v_claimed + 1;
-        ELSE
-            v_skip := v_skip || v_step;
         END IF;
     END LOOP;
 END
@@ -113,8 +135,8 @@ $$;
 DO $$
 BEGIN
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'stepevents_producer') THEN
-        REVOKE ALL ON FUNCTION stepevents.next_claimable_step(text[], uuid[]) FROM PUBLIC;
-        GRANT EXECUTE ON FUNCTION stepevents.next_claimable_step(text[], uuid[]) TO stepevents_producer;
+        REVOKE ALL ON FUNCTION stepevents.next_claimable_step(text[], timestamptz, uuid, integer) FROM PUBLIC;
+        GRANT EXECUTE ON FUNCTION stepevents.next_claimable_step(text[], timestamptz, uuid, integer) TO stepevents_producer;
     END IF;
 END
 $$;
@@ -163,4 +185,4 @@ END
 $$;
 -- +goose StatementEnd
 
-DROP FUNCTION stepevents.next_claimable_step(text[], uuid[]);
+DROP FUNCTION stepevents.next_claimable_step(text[], timestamptz, uuid, integer);

@@ -2,6 +2,7 @@ package runner_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -162,4 +163,86 @@ func TestClaimOfSeveralStepsDoesNotDeadlock(t *testing.T) {
 	require.Len(t, r.got, 2)
 	require.Equal(t, tasks[0], r.got[0].Task)
 	require.Equal(t, tasks[1], r.got[1].Task)
+}
+
+// diamondTemplate: d waits for b and c, which both wait for a.
+const diamondTemplate = `name: diamond
+namespace_name: diamond
+version: 1.0.0
+steps:
+  - {name: a, handler: {callable: diamond.a}}
+  - {name: b, handler: {callable: diamond.b}, dependencies: [a]}
+  - {name: c, handler: {callable: diamond.c}, dependencies: [a]}
+  - {name: d, handler: {callable: diamond.d}, dependencies: [b, c]}
+`
+
+// TestTwoClaimsOfSeveralStepsDoNotDeadlock: a claim of several steps moves
+// forward in claim order only. Were it to go back (to a step of task A
+// that was held when it passed it) after taking task B's row, it would
+// deadlock with a claim holding A's row and waiting for B's. Two other
+// transactions hold rows only to force that interleaving.
+func TestTwoClaimsOfSeveralStepsDoNotDeadlock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 0)
+	tpl, err := template.Load("diamond.yaml", []byte(diamondTemplate))
+	require.NoError(t, err)
+	require.NoError(t, b.client.ApplyTemplate(ctx, tpl))
+	var tasks []uuid.UUID
+	var steps []map[string]uuid.UUID
+	for range 2 {
+		task, err := b.client.CreateTask(ctx, events.CreateTaskParams{Namespace: "diamond", Name: "diamond"})
+		require.NoError(t, err)
+		list, err := events.TaskSteps(ctx, b.pool, task)
+		require.NoError(t, err)
+		m := map[string]uuid.UUID{}
+		for _, s := range list {
+			m[s.Name] = s.StepUUID
+		}
+		_, err = events.StartStep(ctx, b.pool, m["a"])
+		require.NoError(t, err)
+		_, err = b.client.CompleteStep(ctx, m["a"], json.RawMessage(`{}`))
+		require.NoError(t, err)
+		tasks, steps = append(tasks, task), append(steps, m)
+	}
+	A := steps[0] // task A is older than task B: its b and c come first
+	waiting := func() int {
+		return b.count(t, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+			AND wait_event_type = 'Lock' AND query LIKE '%claim_ready_steps%'`)
+	}
+	// t0 holds A.b and task B's row; t0b holds A.c.
+	t0, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = t0.Rollback(ctx) }()
+	_, err = t0.Exec(ctx, `SELECT 1 FROM stepevents.workflow_steps WHERE step_uuid = $1 FOR UPDATE`, A["b"])
+	require.NoError(t, err)
+	_, err = t0.Exec(ctx, `SELECT 1 FROM stepevents.tasks WHERE task_uuid = $1 FOR UPDATE`, tasks[1])
+	require.NoError(t, err)
+	t0b, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = t0b.Rollback(ctx) }()
+	_, err = t0b.Exec(ctx, `SELECT 1 FROM stepevents.workflow_steps WHERE step_uuid = $1 FOR UPDATE`, A["c"])
+	require.NoError(t, err)
+
+	claimTwo := func(done chan<- error) {
+		rows, err := b.pool.Query(ctx, claimSQL, 2, nil)
+		if err == nil {
+			for rows.Next() {
+			}
+			err = rows.Err()
+		}
+		done <- err
+	}
+	second := make(chan error, 1)
+	go claimTwo(second) // passes A.b and A.c (held), takes B.b, waits for task B
+	waitFor(t, 10*time.Second, "the first claim to wait", func() bool { return waiting() == 1 })
+	require.NoError(t, t0b.Rollback(ctx))
+	first := make(chan error, 1)
+	go claimTwo(first) // takes A.c (task A's row), then B.c, waits for task B
+	waitFor(t, 10*time.Second, "the second claim to wait", func() bool { return waiting() == 2 })
+	require.NoError(t, t0.Commit(ctx))
+	require.NoError(t, <-first)
+	require.NoError(t, <-second)
+	require.Equal(t, 3, b.count(t, `SELECT count(*) FROM stepevents.workflow_steps WHERE state = 'in_progress'`),
+		"A.c and B.c by one claim, B.b by the other; A.b, passed while held, is left for the next claim")
 }
