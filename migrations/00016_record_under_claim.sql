@@ -10,9 +10,10 @@
 -- same two pipelined round trips as CompleteStep. A NULL claim (the
 -- default) records without the fence, as before.
 --
--- The signature changes, so the function is dropped and created again;
--- where sql/roles.sql was applied (the stepevents_producer role exists),
--- the producer role is granted it again and PUBLIC is not.
+-- The signature changes, so the function is dropped and created again.
+-- Where the stepevents_producer role exists it is granted the function
+-- again; where sql/roles.sql took EXECUTE away from PUBLIC in this
+-- database, PUBLIC does not get it back.
 
 -- +goose Up
 DROP FUNCTION stepevents.record_step_result(uuid, boolean, jsonb, jsonb, boolean, double precision);
@@ -93,12 +94,16 @@ $$;
 DO $$
 BEGIN
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'stepevents_producer') THEN
-        REVOKE ALL ON FUNCTION stepevents.record_step_result(uuid, boolean, jsonb, jsonb, boolean,
-            double precision, bigint) FROM PUBLIC;
         GRANT EXECUTE ON FUNCTION stepevents.record_step_result(uuid, boolean, jsonb, jsonb, boolean,
             double precision, bigint) TO stepevents_producer;
-        -- 00013 and 00014 granted the functions they added but left them
-        -- executable by PUBLIC too, which roles.sql had revoked everywhere.
+    END IF;
+    -- roles.sql took EXECUTE away from PUBLIC in this database (roles are
+    -- server-wide, so the role existing says nothing about this database):
+    -- keep it that way for the new function, and for the two that 00013 and
+    -- 00014 added and left executable by PUBLIC.
+    IF NOT has_function_privilege('public', 'stepevents.claim_ready_steps(integer, text[])', 'EXECUTE') THEN
+        REVOKE ALL ON FUNCTION stepevents.record_step_result(uuid, boolean, jsonb, jsonb, boolean,
+            double precision, bigint) FROM PUBLIC;
         REVOKE ALL ON FUNCTION stepevents.append_transition(stepevents.workflow_steps, text, jsonb) FROM PUBLIC;
         REVOKE ALL ON FUNCTION stepevents.uuid_v7() FROM PUBLIC;
     END IF;
@@ -172,10 +177,12 @@ $$;
 DO $$
 BEGIN
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'stepevents_producer') THEN
-        REVOKE ALL ON FUNCTION stepevents.record_step_result(uuid, boolean, jsonb, jsonb, boolean,
-            double precision) FROM PUBLIC;
         GRANT EXECUTE ON FUNCTION stepevents.record_step_result(uuid, boolean, jsonb, jsonb, boolean,
             double precision) TO stepevents_producer;
+    END IF;
+    IF NOT has_function_privilege('public', 'stepevents.claim_ready_steps(integer, text[])', 'EXECUTE') THEN
+        REVOKE ALL ON FUNCTION stepevents.record_step_result(uuid, boolean, jsonb, jsonb, boolean,
+            double precision) FROM PUBLIC;
     END IF;
 END
 $$;

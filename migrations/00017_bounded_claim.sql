@@ -31,23 +31,30 @@
 -- What is unchanged: the order (oldest task first), the readiness check
 -- under the lock through stepevents.step_readiness, and start_step.
 --
--- Where sql/roles.sql was applied (the stepevents_producer role exists),
--- the new function is executable by that role and, like every other
--- stepevents function there, not by PUBLIC.
+-- Where the stepevents_producer role exists it may run the new function;
+-- where sql/roles.sql took EXECUTE away from PUBLIC in this database, PUBLIC
+-- may not, like every other stepevents function there.
 
 -- +goose Up
+-- The claim order ends with step_uuid: (created_at, task_uuid, position)
+-- alone need not be unique (apply_template does not insist on distinct
+-- positions), and the forward-only cursor below must not skip a tie.
+DROP INDEX stepevents.workflow_steps_claim_order_idx;
+CREATE INDEX workflow_steps_claim_order_idx ON stepevents.workflow_steps (created_at, task_uuid, position, step_uuid)
+    WHERE state IN ('pending', 'waiting_for_retry');
+
 -- +goose StatementBegin
 -- next_claimable_step locks and returns the first claimable step in claim
 -- order whose handler is in p_handlers (NULL: any), after the step whose
--- claim-order key is (p_after_created, p_after_task, p_after_position)
--- (NULL: from the start), skipping steps other claimers hold; NULLs when
+-- claim-order key is (p_after_created, p_after_task, p_after_position,
+-- p_after_step) (NULL: from the start), skipping steps other claimers hold; NULLs when
 -- there is none. A step claimed since the statement began is re-checked on
 -- its latest version and passed over. The scan restates readiness cheaply
 -- (index lookups per row, no aggregate) to skip blocked steps;
 -- claim_ready_steps asks the view under the lock. The key is returned for
 -- the next call, so a claim of several steps moves forward only.
 CREATE FUNCTION stepevents.next_claimable_step(
-    p_handlers text[], p_after_created timestamptz, p_after_task uuid, p_after_position integer,
+    p_handlers text[], p_after_created timestamptz, p_after_task uuid, p_after_position integer, p_after_step uuid,
     OUT o_step uuid, OUT o_created timestamptz, OUT o_task uuid, OUT o_position integer)
 LANGUAGE plpgsql
 SET enable_sort = off
@@ -65,7 +72,7 @@ BEGIN
           FROM stepevents.workflow_step_edges e
           JOIN stepevents.workflow_steps ps ON ps.step_uuid = e.from_step_uuid
           WHERE e.to_step_uuid = s.step_uuid AND ps.state NOT IN ('complete', 'resolved_manually'))
-        ORDER BY s.created_at, s.task_uuid, s.position
+        ORDER BY s.created_at, s.task_uuid, s.position, s.step_uuid
         LIMIT 1
         FOR UPDATE OF s SKIP LOCKED;
     ELSE
@@ -80,8 +87,9 @@ BEGIN
           FROM stepevents.workflow_step_edges e
           JOIN stepevents.workflow_steps ps ON ps.step_uuid = e.from_step_uuid
           WHERE e.to_step_uuid = s.step_uuid AND ps.state NOT IN ('complete', 'resolved_manually'))
-          AND (s.created_at, s.task_uuid, s.position) > (p_after_created, p_after_task, p_after_position)
-        ORDER BY s.created_at, s.task_uuid, s.position
+          AND (s.created_at, s.task_uuid, s.position, s.step_uuid)
+              > (p_after_created, p_after_task, p_after_position, p_after_step)
+        ORDER BY s.created_at, s.task_uuid, s.position, s.step_uuid
         LIMIT 1
         FOR UPDATE OF s SKIP LOCKED;
     END IF;
@@ -96,9 +104,10 @@ $$;
 -- all in the caller's statement: the claim commits with it or not at all.
 --
 -- Candidates come one at a time from next_claimable_step, oldest task
--- first, in (created_at, task_uuid, position) order, never going back,
--- locked FOR UPDATE SKIP LOCKED (concurrent claimers never wait for each
--- other and never get the same step). Each one's readiness is read from
+-- first, in (created_at, task_uuid, position, step_uuid) order, never
+-- going back, locked FOR UPDATE SKIP LOCKED (concurrent claimers never
+-- wait on each other's step rows and never get the same step; two claims
+-- of one task's steps wait briefly on its task row). Each one's readiness is read from
 -- stepevents.step_readiness under the lock with a fresh snapshot, and
 -- stepevents.start_step starts it. start_step locks the step's task row;
 -- locking one step, then its task, then a later step, all in one global
@@ -112,16 +121,18 @@ DECLARE
     v_created timestamptz;
     v_task    uuid;
     v_pos     integer;
+    v_step    uuid;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
         RAISE EXCEPTION 'claim limit must be between 1 and 1000, got %', p_limit USING ERRCODE = 'SE005';
     END IF;
     WHILE v_claimed < p_limit LOOP
-        c := stepevents.next_claimable_step(p_handlers, v_created, v_task, v_pos);
+        c := stepevents.next_claimable_step(p_handlers, v_created, v_task, v_pos, v_step);
         EXIT WHEN c.o_step IS NULL;
         v_created := c.o_created;
         v_task := c.o_task;
         v_pos := c.o_position;
+        v_step := c.o_step;
         IF (SELECT r.ready_for_execution FROM stepevents.step_readiness r WHERE r.step_uuid = c.o_step) THEN
             RETURN NEXT stepevents.start_step(c.o_step);
             v_claimed := v_claimed + 1;
@@ -135,8 +146,11 @@ $$;
 DO $$
 BEGIN
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'stepevents_producer') THEN
-        REVOKE ALL ON FUNCTION stepevents.next_claimable_step(text[], timestamptz, uuid, integer) FROM PUBLIC;
-        GRANT EXECUTE ON FUNCTION stepevents.next_claimable_step(text[], timestamptz, uuid, integer) TO stepevents_producer;
+        GRANT EXECUTE ON FUNCTION stepevents.next_claimable_step(text[], timestamptz, uuid, integer, uuid) TO stepevents_producer;
+    END IF;
+    -- As in 00016: only where roles.sql took EXECUTE away from PUBLIC here.
+    IF NOT has_function_privilege('public', 'stepevents.claim_ready_steps(integer, text[])', 'EXECUTE') THEN
+        REVOKE ALL ON FUNCTION stepevents.next_claimable_step(text[], timestamptz, uuid, integer, uuid) FROM PUBLIC;
     END IF;
 END
 $$;
@@ -185,4 +199,8 @@ END
 $$;
 -- +goose StatementEnd
 
-DROP FUNCTION stepevents.next_claimable_step(text[], timestamptz, uuid, integer);
+DROP FUNCTION stepevents.next_claimable_step(text[], timestamptz, uuid, integer, uuid);
+
+DROP INDEX stepevents.workflow_steps_claim_order_idx;
+CREATE INDEX workflow_steps_claim_order_idx ON stepevents.workflow_steps (created_at, task_uuid, position)
+    WHERE state IN ('pending', 'waiting_for_retry');

@@ -246,3 +246,27 @@ func TestTwoClaimsOfSeveralStepsDoNotDeadlock(t *testing.T) {
 	require.Equal(t, 3, b.count(t, `SELECT count(*) FROM stepevents.workflow_steps WHERE state = 'in_progress'`),
 		"A.c and B.c by one claim, B.b by the other; A.b, passed while held, is left for the next claim")
 }
+
+// TestClaimTakesStepsThatTieInClaimOrder: steps of one task at the same
+// position (apply_template does not insist on distinct positions) are all
+// claimable in one claim: the claim order ends with step_uuid, so moving
+// forward never skips a tie.
+func TestClaimTakesStepsThatTieInClaimOrder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 0)
+	tpl, err := template.Load("diamond.yaml", []byte(diamondTemplate))
+	require.NoError(t, err)
+	require.NoError(t, b.client.ApplyTemplate(ctx, tpl))
+	task, err := b.client.CreateTask(ctx, events.CreateTaskParams{Namespace: "diamond", Name: "diamond"})
+	require.NoError(t, err)
+	got := claim(t, b.pool, 10, nil)
+	require.Len(t, got, 1)
+	_, err = b.client.CompleteStep(ctx, got[0].Step, json.RawMessage(`{}`))
+	require.NoError(t, err)
+	_, err = b.pool.Exec(ctx, `UPDATE stepevents.workflow_steps SET position = 0 WHERE task_uuid = $1`, task)
+	require.NoError(t, err)
+
+	got = claim(t, b.pool, 10, nil)
+	require.Len(t, got, 2, "b and c, both ready, both at position 0")
+}

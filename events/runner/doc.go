@@ -8,9 +8,12 @@
 // A claim is one statement, stepevents.claim_ready_steps: it picks steps
 // that stepevents.step_readiness says are ready (dependencies satisfied,
 // attempts left, backoff elapsed), locks them FOR UPDATE SKIP LOCKED and
-// starts them (in_progress, attempt counted) before it commits. Concurrent
-// workers and runners never get the same step, and never wait for each
-// other. Backoff is the database's: a step that failed retryably is not
+// starts them (in_progress, attempt counted) before it commits. It walks
+// the claim order (oldest task first) in an index and stops at the first
+// step it can take, so its cost does not grow with the backlog behind it.
+// Concurrent workers and runners never get the same step and never wait
+// on each other's steps (two claims in one task wait briefly on its task
+// row). Backoff is the database's: a step that failed retryably is not
 // ready until its next_retry_at, and the runner never second-guesses it.
 //
 // # Running and recording

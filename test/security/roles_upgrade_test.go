@@ -70,3 +70,31 @@ func TestProducerKeepsWorkingAfterAnUpgrade(t *testing.T) {
 		})
 	}
 }
+
+// TestMigrationsLeavePublicAloneWithoutRolesScript: roles are server-wide,
+// so stepevents_producer may exist because another database on the server
+// ran sql/roles.sql. In a database where it was not run, the migrations
+// must not take EXECUTE away from PUBLIC: an application role relying on
+// PUBLIC would lose functions the ones it may call need.
+func TestMigrationsLeavePublicAloneWithoutRolesScript(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// Make sure the role exists on the server: roles.sql in a database of its own.
+	other, err := pgxpool.New(ctx, testdb.NewURL(t))
+	require.NoError(t, err)
+	t.Cleanup(other.Close)
+	_, err = other.Exec(ctx, sqlscripts.Roles)
+	require.NoError(t, err, "running sql/roles.sql elsewhere")
+
+	admin, err := pgxpool.New(ctx, testdb.NewEmptyURL(t))
+	require.NoError(t, err)
+	t.Cleanup(admin.Close)
+	require.NoError(t, migrations.Migrate(ctx, admin))
+	for _, fn := range []string{"stepevents.next_claimable_step(text[], timestamptz, uuid, integer, uuid)",
+		"stepevents.record_step_result(uuid, boolean, jsonb, jsonb, boolean, double precision, bigint)",
+		"stepevents.append_transition(stepevents.workflow_steps, text, jsonb)", "stepevents.uuid_v7()"} {
+		var ok bool
+		require.NoError(t, admin.QueryRow(ctx, `SELECT has_function_privilege('public', $1, 'EXECUTE')`, fn).Scan(&ok))
+		require.True(t, ok, "PUBLIC may still execute %s", fn)
+	}
+}
