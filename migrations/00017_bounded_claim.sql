@@ -45,14 +45,16 @@ CREATE INDEX workflow_steps_claim_order_idx ON stepevents.workflow_steps (create
 
 -- +goose StatementBegin
 -- next_claimable_step locks and returns the first claimable step in claim
--- order whose handler is in p_handlers (NULL: any), after the step whose
--- claim-order key is (p_after_created, p_after_task, p_after_position,
--- p_after_step) (NULL: from the start), skipping steps other claimers hold; NULLs when
--- there is none. A step claimed since the statement began is re-checked on
--- its latest version and passed over. The scan restates readiness cheaply
--- (index lookups per row, no aggregate) to skip blocked steps;
--- claim_ready_steps asks the view under the lock. The key is returned for
--- the next call, so a claim of several steps moves forward only.
+-- order whose handler is in p_handlers (NULL: any) and whose claim-order
+-- key comes after (p_after_created, p_after_task, p_after_position,
+-- p_after_step), skipping steps other claimers hold; NULLs when there is
+-- none. claim_ready_steps starts below every key ('-infinity', the nil
+-- uuid, the least integer) and passes each candidate's key to the next
+-- call, so a claim of several steps moves forward only. A step claimed
+-- since the statement began is re-checked on its latest version and
+-- passed over. The scan restates readiness cheaply (index lookups per row,
+-- no aggregate) to skip blocked steps; claim_ready_steps asks the view
+-- under the lock.
 CREATE FUNCTION stepevents.next_claimable_step(
     p_handlers text[], p_after_created timestamptz, p_after_task uuid, p_after_position integer, p_after_step uuid,
     OUT o_step uuid, OUT o_created timestamptz, OUT o_task uuid, OUT o_position integer)
@@ -60,10 +62,11 @@ LANGUAGE plpgsql
 SET enable_sort = off
 AS $$
 BEGIN
-    IF p_after_created IS NULL THEN
-        SELECT s.step_uuid, s.created_at, s.task_uuid, s.position INTO o_step, o_created, o_task, o_position
+    SELECT s.step_uuid, s.created_at, s.task_uuid, s.position INTO o_step, o_created, o_task, o_position
     FROM stepevents.workflow_steps s
     WHERE s.state IN ('pending', 'waiting_for_retry')
+      AND (s.created_at, s.task_uuid, s.position, s.step_uuid)
+          > (p_after_created, p_after_task, p_after_position, p_after_step)
       AND (p_handlers IS NULL OR s.handler = ANY (p_handlers))
       AND (s.next_retry_at IS NULL OR s.next_retry_at <= now())
       AND (s.attempts = 0 OR (s.retryable AND NOT s.retry_blocked AND s.attempts < s.max_attempts))
@@ -72,27 +75,9 @@ BEGIN
           FROM stepevents.workflow_step_edges e
           JOIN stepevents.workflow_steps ps ON ps.step_uuid = e.from_step_uuid
           WHERE e.to_step_uuid = s.step_uuid AND ps.state NOT IN ('complete', 'resolved_manually'))
-        ORDER BY s.created_at, s.task_uuid, s.position, s.step_uuid
-        LIMIT 1
-        FOR UPDATE OF s SKIP LOCKED;
-    ELSE
-        SELECT s.step_uuid, s.created_at, s.task_uuid, s.position INTO o_step, o_created, o_task, o_position
-    FROM stepevents.workflow_steps s
-    WHERE s.state IN ('pending', 'waiting_for_retry')
-      AND (p_handlers IS NULL OR s.handler = ANY (p_handlers))
-      AND (s.next_retry_at IS NULL OR s.next_retry_at <= now())
-      AND (s.attempts = 0 OR (s.retryable AND NOT s.retry_blocked AND s.attempts < s.max_attempts))
-      AND NOT EXISTS (
-          SELECT 1
-          FROM stepevents.workflow_step_edges e
-          JOIN stepevents.workflow_steps ps ON ps.step_uuid = e.from_step_uuid
-          WHERE e.to_step_uuid = s.step_uuid AND ps.state NOT IN ('complete', 'resolved_manually'))
-          AND (s.created_at, s.task_uuid, s.position, s.step_uuid)
-              > (p_after_created, p_after_task, p_after_position, p_after_step)
-        ORDER BY s.created_at, s.task_uuid, s.position, s.step_uuid
-        LIMIT 1
-        FOR UPDATE OF s SKIP LOCKED;
-    END IF;
+    ORDER BY s.created_at, s.task_uuid, s.position, s.step_uuid
+    LIMIT 1
+    FOR UPDATE OF s SKIP LOCKED;
 END
 $$;
 -- +goose StatementEnd
@@ -118,10 +103,11 @@ LANGUAGE plpgsql AS $$
 DECLARE
     c         record;
     v_claimed integer := 0;
-    v_created timestamptz;
-    v_task    uuid;
-    v_pos     integer;
-    v_step    uuid;
+    -- The claim-order key of the last candidate; at first, below every key.
+    v_created timestamptz := '-infinity';
+    v_task    uuid := '00000000-0000-0000-0000-000000000000';
+    v_pos     integer := -2147483648;
+    v_step    uuid := '00000000-0000-0000-0000-000000000000';
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
         RAISE EXCEPTION 'claim limit must be between 1 and 1000, got %', p_limit USING ERRCODE = 'SE005';
