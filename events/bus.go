@@ -226,7 +226,7 @@ func (b *Bus) subscribe(p Pattern, handler HandlerFunc, gapOnly bool, opts []Sub
 	b.nextID++
 	s := &subscription{
 		bus: b, id: b.nextID, name: o.name, pattern: p, handler: handler, onGap: o.onGap, gapOnly: gapOnly,
-		policy: o.policy, timeout: o.timeout, queue: make(chan delivery, o.queueSize), stop: make(chan struct{}),
+		policy: o.policy, timeout: o.timeout, queue: newDeliveryQueue(o.queueSize), stop: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(b.ctx)
 	b.subs = append(b.subs, s)
@@ -354,7 +354,7 @@ func (b *Bus) queued() int {
 	n := 0
 	for _, s := range b.subs {
 		if !s.stopped.Load() {
-			n += len(s.queue)
+			n += s.queue.len()
 		}
 	}
 	return n
@@ -413,7 +413,7 @@ func (b *Bus) Stats() BusStats {
 		}
 		out.Subscribers = append(out.Subscribers, SubscriberStats{
 			ID: s.id, Name: s.name, Pattern: s.pattern.String(), Policy: s.policy.String(),
-			QueueDepth: len(s.queue), QueueCapacity: cap(s.queue), Dispatched: c.dispatched, Delivered: c.delivered,
+			QueueDepth: s.queue.len(), QueueCapacity: s.queue.capacity(), Dispatched: c.dispatched, Delivered: c.delivered,
 			HandlerErrors: c.handlerErrors, Panics: c.panics, Dropped: c.dropped,
 		})
 	}
@@ -452,7 +452,7 @@ type subscription struct {
 
 	ctx        context.Context
 	cancel     context.CancelFunc
-	queue      chan delivery
+	queue      *deliveryQueue
 	stop       chan struct{}
 	stopped    atomic.Bool
 	slow       atomic.Bool // in a dropping episode (warned once)
@@ -470,29 +470,15 @@ func (s *subscription) offer(d delivery) {
 	if s.stopped.Load() {
 		return
 	}
-	select {
-	case s.queue <- d:
+	if s.queue.push(d) || s.policy.block && s.waitForRoom(d) {
 		s.dispatched.Add(1)
 		return
-	default:
-	}
-	if s.policy.block {
-		t := time.NewTimer(s.policy.timeout)
-		defer t.Stop()
-		select {
-		case s.queue <- d:
-			s.dispatched.Add(1)
-			return
-		case <-t.C:
-		case <-s.stop:
-		case <-s.bus.closing:
-		}
 	}
 	s.dropped.Add(1)
 	if !s.slow.Swap(true) {
 		s.bus.logger.Warn("stepevents bus: subscriber queue full, dropping events",
 			slog.String("subscriber", s.name), slog.String("pattern", s.pattern.String()),
-			slog.String("policy", s.policy.String()), slog.Int("queue_capacity", cap(s.queue)),
+			slog.String("policy", s.policy.String()), slog.Int("queue_capacity", s.queue.capacity()),
 			slog.String("event_name", d.ev.EventName), slog.String("event_id", d.ev.EventID.String()))
 	}
 }
@@ -501,10 +487,39 @@ func (s *subscription) offerGap(g GapSignal) {
 	if s.stopped.Load() {
 		return
 	}
-	select {
-	case s.queue <- delivery{gap: &g}:
-	default:
+	if !s.queue.push(delivery{gap: &g}) {
 		s.pendingGap.Store(&g)
+	}
+}
+
+// waitForRoom is the Block policy: it queues d as soon as the worker frees
+// a place, or gives up after the policy's timeout, on unsubscribe or when
+// Close starts.
+func (s *subscription) waitForRoom(d delivery) bool {
+	q := s.queue
+	q.waiters.Add(1)
+	defer q.waiters.Add(-1)
+	if q.push(d) { // a place freed before the worker could see this waiter
+		return true
+	}
+	t := time.NewTimer(s.policy.timeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-q.room:
+			if q.push(d) {
+				if q.waiters.Load() > 1 {
+					signal(q.room) // one signal may stand for several freed places
+				}
+				return true
+			}
+		case <-t.C:
+			return false
+		case <-s.stop:
+			return false
+		case <-s.bus.closing:
+			return false
+		}
 	}
 }
 
@@ -516,16 +531,13 @@ func (s *subscription) run() {
 	defer s.bus.retire(s)
 	for {
 		s.deliverPendingGap()
-		var d delivery
-		select {
-		case d = <-s.queue:
-			// While events are queued, receive from the queue alone: a
-			// select over three channels locks all three for every event,
-			// contending with Publish. Unsubscribe and Close are still
-			// seen: deliverable checks their flags for every event.
-		default:
+		// While events are queued, take them without looking at stop or
+		// sealed: deliverable checks their flags for every event.
+		start, count := s.queue.take()
+		if count == 0 {
 			select {
-			case d = <-s.queue:
+			case <-s.queue.wake:
+				continue
 			case <-s.stop:
 				s.discard()
 				return
@@ -534,10 +546,39 @@ func (s *subscription) run() {
 				return
 			}
 		}
-		if !s.deliverable(d) {
+		if !s.deliverBatch(start, count) {
 			return
 		}
-		s.deliver(d)
+	}
+}
+
+// deliverBatch delivers the events of batch in order; it reports false
+// when the worker must stop (see deliverable), the rest of batch counted as
+// dropped or undelivered like the rest of the queue.
+func (s *subscription) deliverBatch(start, count int) bool {
+	for k := range count {
+		d := s.queue.at(start, k)
+		dv := *d
+		s.queue.picked(d) // it leaves the queue as the worker starts on it
+		if !s.deliverable(dv) {
+			s.dropTaken(start, k+1, count)
+			return false
+		}
+		s.deliver(dv)
+	}
+	return true
+}
+
+// dropTaken accounts for taken deliveries a stopping worker will not make:
+// after unsubscribe they are dropped; after Close gave up they stay counted
+// as undelivered.
+func (s *subscription) dropTaken(start, from, count int) {
+	for k := from; k < count; k++ {
+		d := s.queue.at(start, k)
+		if d.gap == nil && !s.bus.abandon.Load() {
+			s.dropped.Add(1)
+		}
+		s.queue.picked(d)
 	}
 }
 
@@ -561,13 +602,8 @@ func (s *subscription) deliverable(d delivery) bool {
 func (s *subscription) drain() {
 	for !s.bus.abandon.Load() {
 		s.deliverPendingGap()
-		select {
-		case d := <-s.queue:
-			if !s.deliverable(d) {
-				return
-			}
-			s.deliver(d)
-		default:
+		start, count := s.queue.take()
+		if count == 0 || !s.deliverBatch(start, count) {
 			return
 		}
 	}
@@ -575,13 +611,16 @@ func (s *subscription) drain() {
 
 func (s *subscription) discard() {
 	for {
-		select {
-		case d := <-s.queue:
+		start, count := s.queue.take()
+		if count == 0 {
+			return
+		}
+		for k := range count {
+			d := s.queue.at(start, k)
 			if d.gap == nil {
 				s.dropped.Add(1)
 			}
-		default:
-			return
+			s.queue.picked(d)
 		}
 	}
 }
@@ -621,7 +660,7 @@ func (s *subscription) deliver(d delivery) {
 	default:
 		s.delivered.Add(1)
 	}
-	if s.slow.Load() && len(s.queue) == 0 {
+	if s.slow.Load() && s.queue.len() == 0 {
 		s.slow.Store(false)
 		s.bus.logger.Info("stepevents bus: subscriber caught up", slog.String("subscriber", s.name),
 			slog.String("pattern", s.pattern.String()), slog.Uint64("dropped_total", s.dropped.Load()))

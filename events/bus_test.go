@@ -192,6 +192,57 @@ func TestBusBlockPolicy(t *testing.T) {
 	require.Zero(t, st.Dropped)
 }
 
+// Several publishers waiting for room in one queue all get in as places
+// free: one freed place must not strand the other waiters until their
+// timeout.
+func TestBusBlockPolicyWakesEveryWaiter(t *testing.T) {
+	t.Parallel()
+	bus := newBus(t, events.BusConfig{})
+	entered, release := blockedSubscriber(t, bus, events.WithQueueSize(1), events.WithOverflow(events.Block(time.Hour)))
+	bus.Publish(newEvent("order.e0"))
+	wait(t, entered, "the handler")
+	bus.Publish(newEvent("order.e1")) // fills the queue
+	const waiters = 5
+	var published sync.WaitGroup
+	for i := range waiters {
+		published.Add(1)
+		go func() {
+			defer published.Done()
+			bus.Publish(newEvent(fmt.Sprintf("order.w%d", i)))
+		}()
+	}
+	close(release)
+	done := make(chan struct{})
+	go func() { published.Wait(); close(done) }()
+	wait(t, done, "every blocked Publish")
+	closeBus(t, bus)
+	st := bus.Stats()
+	require.Equal(t, uint64(2+waiters), st.Delivered)
+	require.Zero(t, st.Dropped)
+}
+
+// Each subscriber sees every event in publish order, across the worker's
+// batches and the queue's wrap-around.
+func TestBusKeepsOrderAcrossBatches(t *testing.T) {
+	t.Parallel()
+	bus := newBus(t, events.BusConfig{})
+	const n = 5000
+	got := make([]string, 0, n)
+	_, err := bus.Subscribe("order.*", func(ctx context.Context, ev events.Event) error {
+		got = append(got, ev.EventName) // one worker per subscription: no race
+		return nil
+	}, events.WithQueueSize(7), events.WithOverflow(events.Block(time.Minute)))
+	require.NoError(t, err)
+	want := make([]string, n)
+	for i := range n {
+		want[i] = fmt.Sprintf("order.e%d", i)
+		bus.Publish(newEvent(want[i]))
+	}
+	closeBus(t, bus)
+	require.Equal(t, want, got)
+	require.Zero(t, bus.Stats().Dropped)
+}
+
 func TestBusBlockPolicyTimesOut(t *testing.T) {
 	t.Parallel()
 	bus := newBus(t, events.BusConfig{})
