@@ -145,6 +145,9 @@ type Bus struct {
 	nextID  uint64
 	closed  bool
 	retired counters // counters of subscriptions whose worker has exited
+	// leftQueued counts what workers that exited after Close gave up left
+	// in their queues.
+	leftQueued int
 
 	wg          sync.WaitGroup
 	closing     chan struct{} // closed when Close starts: Block waits give up
@@ -238,6 +241,7 @@ func (b *Bus) subscribe(p Pattern, handler HandlerFunc, gapOnly bool, opts []Sub
 }
 
 func (b *Bus) unsubscribe(s *subscription) {
+	s.queue.close()
 	s.stopped.Store(true)
 	b.mu.Lock()
 	b.reindexLocked()
@@ -263,6 +267,9 @@ func (b *Bus) retire(s *subscription) {
 	defer b.mu.Unlock()
 	b.subs = slices.DeleteFunc(b.subs, func(x *subscription) bool { return x == s })
 	b.retired.add(s.snapshot())
+	if b.abandon.Load() {
+		b.leftQueued += s.queue.len() // still counted by queued() for Close's report
+	}
 }
 
 // Publish hands ev to the queue of every subscription whose pattern
@@ -351,7 +358,7 @@ func (b *Bus) Close(ctx context.Context) (CloseReport, error) {
 func (b *Bus) queued() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	n := 0
+	n := b.leftQueued
 	for _, s := range b.subs {
 		if !s.stopped.Load() {
 			n += s.queue.len()
@@ -474,6 +481,9 @@ func (s *subscription) offer(d delivery) {
 		s.dispatched.Add(1)
 		return
 	}
+	if s.queue.isClosed() {
+		return // unsubscribed meanwhile: not a slow subscriber
+	}
 	s.dropped.Add(1)
 	if !s.slow.Swap(true) {
 		s.bus.logger.Warn("stepevents bus: subscriber queue full, dropping events",
@@ -489,6 +499,7 @@ func (s *subscription) offerGap(g GapSignal) {
 	}
 	if !s.queue.push(delivery{gap: &g}) {
 		s.pendingGap.Store(&g)
+		signal(s.queue.wake) // in case the worker emptied the queue meanwhile and parked
 	}
 }
 
@@ -507,6 +518,11 @@ func (s *subscription) waitForRoom(d delivery) bool {
 	for {
 		select {
 		case <-q.room:
+			select {
+			case <-s.bus.closing: // room and closing both ready: Close wins
+				return false
+			default:
+			}
 			if q.push(d) {
 				if q.waiters.Load() > 1 {
 					signal(q.room) // one signal may stand for several freed places
@@ -532,7 +548,8 @@ func (s *subscription) run() {
 	for {
 		s.deliverPendingGap()
 		// While events are queued, take them without looking at stop or
-		// sealed: deliverable checks their flags for every event.
+		// sealed: deliverBatch checks unsubscribe and Close's abandon for
+		// every event.
 		start, count := s.queue.take()
 		if count == 0 {
 			select {
@@ -552,16 +569,30 @@ func (s *subscription) run() {
 	}
 }
 
-// deliverBatch delivers the events of batch in order; it reports false
-// when the worker must stop (see deliverable), the rest of batch counted as
-// dropped or undelivered like the rest of the queue.
+// deliverBatch delivers the count deliveries take returned at start, in
+// order, with any pending gap between them. It reports false when the
+// worker must stop: once Close gave up (what is left stays queued and is
+// reported undelivered), or once unsubscribed (the rest of the batch and
+// of the queue are dropped).
 func (s *subscription) deliverBatch(start, count int) bool {
 	for k := range count {
+		if s.bus.abandon.Load() {
+			return false // what is left stays queued, counted as undelivered
+		}
+		if k > 0 {
+			s.deliverPendingGap()
+		}
 		d := s.queue.at(start, k)
 		dv := *d
 		s.queue.picked(d) // it leaves the queue as the worker starts on it
-		if !s.deliverable(dv) {
+		if s.stopped.Load() {
+			// Unsubscribed: the rest of this batch first, then the rest of
+			// the queue (closed, so nothing overwrites this batch meanwhile).
+			if dv.gap == nil {
+				s.dropped.Add(1)
+			}
 			s.dropTaken(start, k+1, count)
+			s.discard()
 			return false
 		}
 		s.deliver(dv)
@@ -569,34 +600,16 @@ func (s *subscription) deliverBatch(start, count int) bool {
 	return true
 }
 
-// dropTaken accounts for taken deliveries a stopping worker will not make:
-// after unsubscribe they are dropped; after Close gave up they stay counted
-// as undelivered.
+// dropTaken drops the deliveries of an unsubscribed worker's batch that it
+// will not make.
 func (s *subscription) dropTaken(start, from, count int) {
 	for k := from; k < count; k++ {
 		d := s.queue.at(start, k)
-		if d.gap == nil && !s.bus.abandon.Load() {
+		if d.gap == nil {
 			s.dropped.Add(1)
 		}
 		s.queue.picked(d)
 	}
-}
-
-// deliverable reports whether the worker may hand d over: not once Close
-// gave up (d was counted as undelivered), and not once unsubscribed (d and
-// the rest of the queue are discarded).
-func (s *subscription) deliverable(d delivery) bool {
-	if s.bus.abandon.Load() {
-		return false
-	}
-	if s.stopped.Load() {
-		if d.gap == nil {
-			s.dropped.Add(1)
-		}
-		s.discard()
-		return false
-	}
-	return true
 }
 
 func (s *subscription) drain() {

@@ -26,6 +26,7 @@ type deliveryQueue struct {
 	head   int        // index of the oldest queued delivery
 	n      int        // deliveries in ring
 	parked bool       // the worker found the ring empty and waits on wake
+	closed bool       // unsubscribed: push refuses everything
 
 	_       [64]byte     // keep the worker's counter off the publisher's lines
 	depth   atomic.Int64 // in ring + taken but not yet picked up
@@ -47,10 +48,11 @@ func (q *deliveryQueue) capacity() int { return len(q.ring) }
 // len is how many deliveries the worker has not yet picked up.
 func (q *deliveryQueue) len() int { return int(q.depth.Load()) }
 
-// push queues d unless the queue is full, and wakes a parked worker.
+// push queues d unless the queue is full or closed, and wakes a parked
+// worker.
 func (q *deliveryQueue) push(d delivery) bool {
 	q.mu.Lock()
-	if q.depth.Load() >= int64(len(q.ring)) {
+	if q.closed || q.depth.Load() >= int64(len(q.ring)) {
 		q.mu.Unlock()
 		return false
 	}
@@ -68,6 +70,21 @@ func (q *deliveryQueue) push(d delivery) bool {
 		signal(q.wake)
 	}
 	return true
+}
+
+// close makes every later push fail. Unsubscribe closes the queue before
+// the worker can see it stopped, so a stopping worker knows that nothing
+// will be written into the places it frees while it still reads its batch.
+func (q *deliveryQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+}
+
+func (q *deliveryQueue) isClosed() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.closed
 }
 
 // take hands the worker up to maxBatch queued deliveries, oldest first,

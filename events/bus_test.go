@@ -243,6 +243,66 @@ func TestBusKeepsOrderAcrossBatches(t *testing.T) {
 	require.Zero(t, bus.Stats().Dropped)
 }
 
+// Unsubscribing while the worker is in the middle of a batch and Block
+// publishers wait for room: every event that got into the queue is
+// delivered, failed or dropped, and nothing is written over the batch the
+// worker is still reading (run under -race).
+func TestBusUnsubscribeWhilePublishersWait(t *testing.T) {
+	t.Parallel()
+	for range 30 {
+		bus := events.NewBus(events.BusConfig{})
+		const capacity, waiters = 4, 16
+		entered, release := make(chan struct{}, 100), make(chan struct{}, 100)
+		unsubscribe, err := bus.Subscribe("*", func(ctx context.Context, ev events.Event) error {
+			entered <- struct{}{}
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}, events.WithQueueSize(capacity), events.WithOverflow(events.Block(time.Hour)))
+		require.NoError(t, err)
+		bus.Publish(newEvent("order.e0"))
+		wait(t, entered, "the handler")
+		for i := 1; i <= capacity; i++ {
+			bus.Publish(newEvent(fmt.Sprintf("order.e%d", i)))
+		}
+		var published sync.WaitGroup
+		for i := range waiters {
+			published.Add(1)
+			go func() {
+				defer published.Done()
+				bus.Publish(newEvent(fmt.Sprintf("order.w%d", i)))
+			}()
+		}
+		release <- struct{}{} // e0 returns; the worker takes the queue as one batch
+		wait(t, entered, "the handler's second call")
+		unsubscribe()
+		published.Wait()
+		closeBus(t, bus)
+		st := bus.Stats()
+		require.Equal(t, st.Dispatched, st.Delivered+st.HandlerErrors+st.Dropped, "%+v", st)
+	}
+}
+
+// A gap that finds the queue full waits as pending; it must still reach a
+// worker that then emptied its queue and went idle.
+func TestBusGapReachesAnIdleWorker(t *testing.T) {
+	t.Parallel()
+	for range 300 {
+		bus := events.NewBus(events.BusConfig{})
+		gaps := make(chan struct{}, 10)
+		_, err := bus.Subscribe("*", func(context.Context, events.Event) error { return nil },
+			events.WithQueueSize(1), events.WithGapHandler(func(events.GapSignal) { gaps <- struct{}{} }))
+		require.NoError(t, err)
+		bus.Publish(newEvent("order.e0"))
+		bus.PublishGap(events.GapSignal{Reconnects: 1})
+		wait(t, gaps, "the gap signal")
+		closeBus(t, bus)
+	}
+}
+
 func TestBusBlockPolicyTimesOut(t *testing.T) {
 	t.Parallel()
 	bus := newBus(t, events.BusConfig{})
@@ -436,12 +496,23 @@ func TestBusStatsJSON(t *testing.T) {
 
 func TestBusPublishDoesNotAllocate(t *testing.T) {
 	bus := newBus(t, events.BusConfig{QueueSize: 1})
+	// Handlers that never finish during the measurement: AllocsPerRun counts
+	// every goroutine's allocations, and a worker that caught up would log
+	// (and allocate) "caught up" and then "queue full" again.
+	release := make(chan struct{})
 	for range 10 {
-		_, err := bus.Subscribe("order.*", func(context.Context, events.Event) error { return nil })
+		_, err := bus.Subscribe("order.*", func(ctx context.Context, _ events.Event) error {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil
+		})
 		require.NoError(t, err)
 	}
 	ev := newEvent("order.validated")
 	n := testing.AllocsPerRun(200, func() { bus.Publish(ev) })
+	close(release)
 	require.Zero(t, n)
 }
 

@@ -1,0 +1,51 @@
+package events
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// A closed queue refuses every push, even with room: an unsubscribed
+// worker frees places while it still reads its last batch in place, and a
+// late publisher must not write over it.
+func TestClosedDeliveryQueueRefusesPush(t *testing.T) {
+	q := newDeliveryQueue(4)
+	for range 4 {
+		require.True(t, q.push(delivery{}))
+	}
+	start, count := q.take()
+	require.Equal(t, 4, count)
+	q.close()
+	q.picked(q.at(start, 0))
+	require.False(t, q.push(delivery{}), "push after close")
+	require.Equal(t, 3, q.len())
+}
+
+// The ring wraps: deliveries come out in the order they went in, and the
+// bound is the capacity whether they sit in the ring or in a taken batch.
+func TestDeliveryQueueWrapsInOrder(t *testing.T) {
+	q := newDeliveryQueue(3)
+	next, want := 0, 0
+	push := func() bool {
+		ok := q.push(delivery{ev: Event{EventVersion: string(rune('a' + next%26))}})
+		if ok {
+			next++
+		}
+		return ok
+	}
+	for range 10 {
+		for push() {
+		}
+		require.Equal(t, 3, q.len())
+		start, count := q.take()
+		require.False(t, push(), "taken but not picked still counts against the bound")
+		for k := range count {
+			d := q.at(start, k)
+			require.Equal(t, string(rune('a'+want%26)), d.ev.EventVersion)
+			want++
+			q.picked(d)
+		}
+		require.Zero(t, q.len())
+	}
+}
