@@ -13,8 +13,8 @@ const maxBatch = 64
 // per event, contending with the publisher for every event and every
 // subscriber; this queue hands the worker everything queued (up to
 // maxBatch) under one lock, and wakes a parked worker only when it is
-// parked. Delivered events per second to ten subscribers roughly doubled
-// (BenchmarkBusDeliver, BENCHMARKS.md).
+// parked. Delivered events per second to ten subscribers went up 1.2-1.9x
+// on one host (BenchmarkBusDeliver, BENCHMARKS.md).
 //
 // depth counts the deliveries the worker has not yet picked up, those in
 // its batch included, so the bound is the queue's capacity exactly as a
