@@ -166,13 +166,22 @@ func TestBusDropNewestCounts(t *testing.T) {
 	require.Equal(t, uint64(3), bus.Stats().Delivered)
 }
 
-func TestBusBlockPolicy(t *testing.T) {
-	t.Parallel()
+// busWithFullBlockQueue returns a bus with one Block(timeout) subscription
+// of queue size 1 whose handler is busy with order.e0 while order.e1 fills
+// the queue; closing release lets the handler return.
+func busWithFullBlockQueue(t *testing.T, timeout time.Duration) (*events.Bus, chan struct{}) {
+	t.Helper()
 	bus := newBus(t, events.BusConfig{})
-	entered, release := blockedSubscriber(t, bus, events.WithQueueSize(1), events.WithOverflow(events.Block(time.Hour)))
+	entered, release := blockedSubscriber(t, bus, events.WithQueueSize(1), events.WithOverflow(events.Block(timeout)))
 	bus.Publish(newEvent("order.e0"))
 	wait(t, entered, "the handler")
 	bus.Publish(newEvent("order.e1")) // fills the queue
+	return bus, release
+}
+
+func TestBusBlockPolicy(t *testing.T) {
+	t.Parallel()
+	bus, release := busWithFullBlockQueue(t, time.Hour)
 	published := make(chan struct{})
 	go func() {
 		bus.Publish(newEvent("order.e2")) // waits for room
@@ -197,11 +206,7 @@ func TestBusBlockPolicy(t *testing.T) {
 // timeout.
 func TestBusBlockPolicyWakesEveryWaiter(t *testing.T) {
 	t.Parallel()
-	bus := newBus(t, events.BusConfig{})
-	entered, release := blockedSubscriber(t, bus, events.WithQueueSize(1), events.WithOverflow(events.Block(time.Hour)))
-	bus.Publish(newEvent("order.e0"))
-	wait(t, entered, "the handler")
-	bus.Publish(newEvent("order.e1")) // fills the queue
+	bus, release := busWithFullBlockQueue(t, time.Hour)
 	const waiters = 5
 	var published sync.WaitGroup
 	for i := range waiters {
