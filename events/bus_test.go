@@ -126,11 +126,20 @@ func TestBusPanickingSubscriberDoesNotStopOthers(t *testing.T) {
 }
 
 // blockedSubscriber subscribes a handler that signals entered for each
-// event and then waits for release (or its ctx).
+// event and then waits for release (or its ctx): closing release lets every
+// call return, a send lets one.
 func blockedSubscriber(t *testing.T, bus *events.Bus, opts ...events.SubscribeOption) (entered chan struct{}, release chan struct{}) {
 	t.Helper()
-	entered, release = make(chan struct{}, 100), make(chan struct{})
-	_, err := bus.Subscribe("*", func(ctx context.Context, ev events.Event) error {
+	entered, release, _ = subscribeBlocked(t, bus, opts...)
+	return entered, release
+}
+
+// subscribeBlocked is blockedSubscriber that also returns the unsubscribe func.
+func subscribeBlocked(t *testing.T, bus *events.Bus, opts ...events.SubscribeOption) (entered, release chan struct{},
+	unsubscribe func()) {
+	t.Helper()
+	entered, release = make(chan struct{}, 100), make(chan struct{}, 100)
+	unsubscribe, err := bus.Subscribe("*", func(ctx context.Context, ev events.Event) error {
 		entered <- struct{}{}
 		select {
 		case <-release:
@@ -140,7 +149,7 @@ func blockedSubscriber(t *testing.T, bus *events.Bus, opts ...events.SubscribeOp
 		}
 	}, opts...)
 	require.NoError(t, err)
-	return entered, release
+	return entered, release, unsubscribe
 }
 
 func TestBusDropNewestCounts(t *testing.T) {
@@ -179,6 +188,20 @@ func busWithFullBlockQueue(t *testing.T, timeout time.Duration) (*events.Bus, ch
 	return bus, release
 }
 
+// publishConcurrently publishes order.w0 … order.w<n-1>, each from a
+// goroutine of its own; Wait on the result waits for every Publish.
+func publishConcurrently(bus *events.Bus, n int) *sync.WaitGroup {
+	var published sync.WaitGroup
+	for i := range n {
+		published.Add(1)
+		go func() {
+			defer published.Done()
+			bus.Publish(newEvent(fmt.Sprintf("order.w%d", i)))
+		}()
+	}
+	return &published
+}
+
 func TestBusBlockPolicy(t *testing.T) {
 	t.Parallel()
 	bus, release := busWithFullBlockQueue(t, time.Hour)
@@ -208,14 +231,7 @@ func TestBusBlockPolicyWakesEveryWaiter(t *testing.T) {
 	t.Parallel()
 	bus, release := busWithFullBlockQueue(t, time.Hour)
 	const waiters = 5
-	var published sync.WaitGroup
-	for i := range waiters {
-		published.Add(1)
-		go func() {
-			defer published.Done()
-			bus.Publish(newEvent(fmt.Sprintf("order.w%d", i)))
-		}()
-	}
+	published := publishConcurrently(bus, waiters)
 	close(release)
 	done := make(chan struct{})
 	go func() { published.Wait(); close(done) }()
@@ -257,30 +273,14 @@ func TestBusUnsubscribeWhilePublishersWait(t *testing.T) {
 	for range 30 {
 		bus := events.NewBus(events.BusConfig{})
 		const capacity, waiters = 4, 16
-		entered, release := make(chan struct{}, 100), make(chan struct{}, 100)
-		unsubscribe, err := bus.Subscribe("*", func(ctx context.Context, ev events.Event) error {
-			entered <- struct{}{}
-			select {
-			case <-release:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}, events.WithQueueSize(capacity), events.WithOverflow(events.Block(time.Hour)))
-		require.NoError(t, err)
+		entered, release, unsubscribe := subscribeBlocked(t, bus, events.WithQueueSize(capacity),
+			events.WithOverflow(events.Block(time.Hour)))
 		bus.Publish(newEvent("order.e0"))
 		wait(t, entered, "the handler")
 		for i := 1; i <= capacity; i++ {
 			bus.Publish(newEvent(fmt.Sprintf("order.e%d", i)))
 		}
-		var published sync.WaitGroup
-		for i := range waiters {
-			published.Add(1)
-			go func() {
-				defer published.Done()
-				bus.Publish(newEvent(fmt.Sprintf("order.w%d", i)))
-			}()
-		}
+		published := publishConcurrently(bus, waiters)
 		release <- struct{}{} // e0 returns; the worker takes the queue as one batch
 		wait(t, entered, "the handler's second call")
 		unsubscribe()
