@@ -70,7 +70,8 @@ var DropNewest = OverflowPolicy{}
 // Block makes Publish wait up to timeout (> 0) for room in the
 // subscription's queue, then drop and count the event. It delays the
 // publisher, and so every other subscriber behind it: use it only for
-// subscribers that must not lose events to bursts.
+// subscribers that must not lose events to bursts. A waiting Publish has
+// no priority over a later one, which may take a freed place first.
 func Block(timeout time.Duration) OverflowPolicy {
 	return OverflowPolicy{block: true, timeout: timeout}
 }
@@ -229,8 +230,9 @@ func (b *Bus) subscribe(p Pattern, handler HandlerFunc, gapOnly bool, opts []Sub
 	b.nextID++
 	s := &subscription{
 		bus: b, id: b.nextID, name: o.name, pattern: p, handler: handler, onGap: o.onGap, gapOnly: gapOnly,
-		policy: o.policy, timeout: o.timeout, queue: newDeliveryQueue(o.queueSize), stop: make(chan struct{}),
+		policy: o.policy, timeout: o.timeout, stop: make(chan struct{}),
 	}
+	s.queue = newDeliveryQueue(o.queueSize, &s.dispatched, &s.dropped)
 	s.ctx, s.cancel = context.WithCancel(b.ctx)
 	b.subs = append(b.subs, s)
 	b.reindexLocked()
@@ -267,7 +269,7 @@ func (b *Bus) retire(s *subscription) {
 	defer b.mu.Unlock()
 	b.subs = slices.DeleteFunc(b.subs, func(x *subscription) bool { return x == s })
 	b.retired.add(s.snapshot())
-	if b.abandon.Load() {
+	if b.abandon.Load() && !s.stopped.Load() {
 		b.leftQueued += s.queue.len() // still counted by queued() for Close's report
 	}
 }
@@ -308,7 +310,8 @@ type CloseReport struct {
 	// Queued is how many events were queued when Close sealed the bus.
 	Queued int `json:"queued"`
 	// Undelivered is how many of them were never handed to a handler
-	// because ctx ended first.
+	// because ctx ended first. It may include one event per subscription
+	// that its worker was starting at that very moment.
 	Undelivered int `json:"undelivered"`
 }
 
@@ -478,13 +481,11 @@ func (s *subscription) offer(d delivery) {
 		return
 	}
 	if s.queue.push(d) || s.policy.block && s.waitForRoom(d) {
-		s.dispatched.Add(1)
-		return
+		return // push counted it dispatched
 	}
-	if s.queue.isClosed() {
+	if !s.queue.drop() {
 		return // unsubscribed meanwhile: not a slow subscriber
 	}
-	s.dropped.Add(1)
 	if !s.slow.Swap(true) {
 		s.bus.logger.Warn("stepevents bus: subscriber queue full, dropping events",
 			slog.String("subscriber", s.name), slog.String("pattern", s.pattern.String()),
@@ -498,9 +499,15 @@ func (s *subscription) offerGap(g GapSignal) {
 		return
 	}
 	if !s.queue.push(delivery{gap: &g}) {
-		s.pendingGap.Store(&g)
-		signal(s.queue.wake) // in case the worker emptied the queue meanwhile and parked
+		s.deferGap(g)
 	}
+}
+
+// deferGap keeps g for the worker to deliver as soon as it is free, and
+// wakes it in case it emptied its queue meanwhile and parked.
+func (s *subscription) deferGap(g GapSignal) {
+	s.pendingGap.Store(&g)
+	signal(s.queue.wake)
 }
 
 // waitForRoom is the Block policy: it queues d as soon as the worker frees

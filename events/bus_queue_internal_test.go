@@ -1,7 +1,10 @@
 package events
 
 import (
+	"context"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -10,7 +13,7 @@ import (
 // worker frees places while it still reads its last batch in place, and a
 // late publisher must not write over it.
 func TestClosedDeliveryQueueRefusesPush(t *testing.T) {
-	q := newDeliveryQueue(4)
+	q := newTestQueue(4)
 	for range 4 {
 		require.True(t, q.push(delivery{}))
 	}
@@ -25,7 +28,7 @@ func TestClosedDeliveryQueueRefusesPush(t *testing.T) {
 // The ring wraps: deliveries come out in the order they went in, and the
 // bound is the capacity whether they sit in the ring or in a taken batch.
 func TestDeliveryQueueWrapsInOrder(t *testing.T) {
-	q := newDeliveryQueue(3)
+	q := newTestQueue(3)
 	next, want := 0, 0
 	push := func() bool {
 		ok := q.push(delivery{ev: Event{EventVersion: string(rune('a' + next%26))}})
@@ -47,5 +50,34 @@ func TestDeliveryQueueWrapsInOrder(t *testing.T) {
 			q.picked(d)
 		}
 		require.Zero(t, q.len())
+	}
+}
+
+func newTestQueue(capacity int) *deliveryQueue {
+	return newDeliveryQueue(capacity, new(atomic.Uint64), new(atomic.Uint64))
+}
+
+// A gap kept for later because the queue was full must wake a worker that
+// emptied its queue and parked in the meantime.
+func TestDeferredGapWakesAParkedWorker(t *testing.T) {
+	bus := NewBus(BusConfig{})
+	defer bus.Close(context.Background())
+	got := make(chan struct{}, 1)
+	_, err := bus.Subscribe("*", func(context.Context, Event) error { return nil },
+		WithGapHandler(func(GapSignal) { got <- struct{}{} }))
+	require.NoError(t, err)
+	bus.mu.Lock()
+	s := bus.subs[0]
+	bus.mu.Unlock()
+	require.Eventually(t, func() bool {
+		s.queue.mu.Lock()
+		defer s.queue.mu.Unlock()
+		return s.queue.parked
+	}, 5*time.Second, time.Millisecond, "the worker parks on its empty queue")
+	s.deferGap(GapSignal{Reconnects: 1})
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the parked worker never delivered the deferred gap")
 	}
 }
