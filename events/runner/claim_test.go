@@ -176,6 +176,14 @@ steps:
   - {name: d, handler: {callable: diamond.d}, dependencies: [b, c]}
 `
 
+// applyDiamond applies diamondTemplate to b's database.
+func applyDiamond(t *testing.T, b *bundle) {
+	t.Helper()
+	tpl, err := template.Load("diamond.yaml", []byte(diamondTemplate))
+	require.NoError(t, err)
+	require.NoError(t, b.client.ApplyTemplate(context.Background(), tpl))
+}
+
 // TestTwoClaimsOfSeveralStepsDoNotDeadlock: a claim of several steps moves
 // forward in claim order only. Were it to go back (to a step of task A
 // that was held when it passed it) after taking task B's row, it would
@@ -185,9 +193,7 @@ func TestTwoClaimsOfSeveralStepsDoNotDeadlock(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t, 0)
-	tpl, err := template.Load("diamond.yaml", []byte(diamondTemplate))
-	require.NoError(t, err)
-	require.NoError(t, b.client.ApplyTemplate(ctx, tpl))
+	applyDiamond(t, b)
 	var tasks []uuid.UUID
 	var steps []map[string]uuid.UUID
 	for range 2 {
@@ -255,9 +261,7 @@ func TestClaimTakesStepsThatTieInClaimOrder(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t, 0)
-	tpl, err := template.Load("diamond.yaml", []byte(diamondTemplate))
-	require.NoError(t, err)
-	require.NoError(t, b.client.ApplyTemplate(ctx, tpl))
+	applyDiamond(t, b)
 	task, err := b.client.CreateTask(ctx, events.CreateTaskParams{Namespace: "diamond", Name: "diamond"})
 	require.NoError(t, err)
 	got := claim(t, b.pool, 10, nil)
