@@ -120,6 +120,8 @@ type StepeventsWorkflowStep struct {
 	UpdatedAt             time.Time
 	// transition_id of the in_progress transition that started the latest attempt: identifies the claim, never reused
 	ClaimID *int64
+	// parents neither complete nor resolved_manually: the claim index holds pending steps whose count is 0
+	UnmetParents int32
 }
 
 type StepeventsWorkflowStepEdge struct {

@@ -97,16 +97,34 @@ func BenchmarkRunnerRecords(b *testing.B) {
 // BenchmarkClaimReadySteps claims one step at a time (stepevents.
 // claim_ready_steps, as each runner worker does) with a backlog of pending
 // steps ahead of it: the time per claim must not grow with the backlog.
+// behind_failures puts 15,000 pending steps of 5,000 failed tasks (each
+// behind a step in error) ahead of the claimable ones: they stay pending
+// until an operator acts, and a claim must not read them (migration 00018).
 func BenchmarkClaimReadySteps(b *testing.B) {
-	for _, backlog := range []int{1_000, 10_000} {
-		b.Run(fmt.Sprintf("backlog=%d", backlog), func(b *testing.B) {
+	for _, bc := range []struct {
+		name            string
+		backlog, failed int
+	}{
+		{"backlog=1000", 1_000, 0},
+		{"backlog=10000", 10_000, 0},
+		{"behind_failures=15000", 0, 5_000},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
 			ctx := context.Background()
 			pool := testdb.New(b)
-			tpl, err := template.Load("runner_bench.yaml", []byte(benchTemplate))
+			for _, yaml := range []string{benchTemplate, diamondTemplate} {
+				tpl, err := template.Load("bench.yaml", []byte(yaml))
+				require.NoError(b, err)
+				require.NoError(b, events.ApplyTemplate(ctx, pool, tpl))
+			}
+			_, err := pool.Exec(ctx, `SELECT stepevents.create_task('diamond', 'diamond', NULL, '{}',
+				stepevents.uuid_v7(), NULL) FROM generate_series(1, $1)`, bc.failed)
 			require.NoError(b, err)
-			require.NoError(b, events.ApplyTemplate(ctx, pool, tpl))
+			_, err = pool.Exec(ctx, `SELECT stepevents.fail_step((stepevents.start_step(step_uuid)).step_uuid,
+				'{"message": "boom"}', true) FROM stepevents.workflow_steps WHERE name = 'a'`)
+			require.NoError(b, err)
 			_, err = pool.Exec(ctx, `SELECT stepevents.create_task('runner_bench', 'runner_bench', NULL, '{}',
-				stepevents.uuid_v7(), NULL) FROM generate_series(1, $1)`, backlog+b.N)
+				stepevents.uuid_v7(), NULL) FROM generate_series(1, $1)`, bc.backlog+b.N)
 			require.NoError(b, err)
 			b.ResetTimer()
 			for range b.N {
