@@ -56,6 +56,8 @@ func TestInvariantsDetectCorruption(t *testing.T) {
 			 WHERE step_uuid = ` + busy + ` AND to_state = 'waiting_for_retry'`},
 		{"a task's state follows from its steps' states",
 			`UPDATE stepevents.tasks SET state = 'cancelled'`},
+		{"a step counts its parents that are not done",
+			`UPDATE stepevents.workflow_steps SET unmet_parents = unmet_parents + 1 WHERE step_uuid = ` + busy},
 	} {
 		inv := invariantNamed(t, c.invariant)
 		tx, err := f.pool.Begin(f.ctx)

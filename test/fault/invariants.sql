@@ -163,3 +163,16 @@ CROSS JOIN LATERAL (
            END AS derived
     FROM stepevents.workflow_steps s WHERE s.task_uuid = t.task_uuid) d
 WHERE t.state <> d.derived;
+
+-- invariant: a step counts its parents that are not done
+-- unmet_parents (migration 00018) keeps a step out of the claim index until
+-- it is 0: it must equal the number of its parents neither complete nor
+-- resolved_manually, or a runnable step is never claimed.
+SELECT s.step_uuid, s.name, s.unmet_parents, coalesce(u.n, 0) AS unmet_from_edges
+FROM stepevents.workflow_steps s
+LEFT JOIN (SELECT e.to_step_uuid, count(*) AS n
+           FROM stepevents.workflow_step_edges e
+           JOIN stepevents.workflow_steps p ON p.step_uuid = e.from_step_uuid
+           WHERE p.state NOT IN ('complete', 'resolved_manually')
+           GROUP BY e.to_step_uuid) u ON u.to_step_uuid = s.step_uuid
+WHERE s.unmet_parents <> coalesce(u.n, 0);
