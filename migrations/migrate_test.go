@@ -21,16 +21,23 @@ func countObjects(t *testing.T, pool *pgxpool.Pool) (schemas int) {
 	return schemas
 }
 
+// emptyDatabase returns a pool on a new empty database and a Migrator of
+// it, both closed when the test ends.
+func emptyDatabase(t *testing.T) (*pgxpool.Pool, *migrations.Migrator) {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), testdb.NewEmptyURL(t))
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	m, err := migrations.New(pool, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, m.Close()) })
+	return pool, m
+}
+
 func TestUpDownUp(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, testdb.NewEmptyURL(t))
-	require.NoError(t, err)
-	defer pool.Close()
-
-	m, err := migrations.New(pool, nil)
-	require.NoError(t, err)
-	defer m.Close()
+	pool, m := emptyDatabase(t)
 
 	require.NoError(t, m.Up(ctx))
 	require.Equal(t, 2, countObjects(t, pool))
@@ -76,14 +83,9 @@ func TestOwnVersionTable(t *testing.T) {
 func TestExistingPgmqKept(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, testdb.NewEmptyURL(t))
+	pool, m := emptyDatabase(t)
+	_, err := pool.Exec(ctx, `CREATE SCHEMA pgmq; CREATE TABLE pgmq.meta (queue_name varchar UNIQUE NOT NULL)`)
 	require.NoError(t, err)
-	defer pool.Close()
-	_, err = pool.Exec(ctx, `CREATE SCHEMA pgmq; CREATE TABLE pgmq.meta (queue_name varchar UNIQUE NOT NULL)`)
-	require.NoError(t, err)
-	m, err := migrations.New(pool, nil)
-	require.NoError(t, err)
-	defer m.Close()
 	require.NoError(t, m.UpTo(ctx, migrations.PgmqVersion))
 	var comment *string
 	require.NoError(t, pool.QueryRow(ctx, `SELECT obj_description('pgmq'::regnamespace, 'pg_namespace')`).Scan(&comment))

@@ -5,24 +5,11 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stepevents/stepevents/events"
 	"github.com/stepevents/stepevents/events/template"
-	"github.com/stepevents/stepevents/migrations"
-	"github.com/stepevents/stepevents/test/testdb"
 )
-
-const diamondYAML = `name: diamond
-namespace_name: diamond
-version: 1.0.0
-steps:
-  - {name: a, handler: {callable: diamond.a}}
-  - {name: b, handler: {callable: diamond.b}, dependencies: [a]}
-  - {name: c, handler: {callable: diamond.c}, dependencies: [a]}
-  - {name: d, handler: {callable: diamond.d}, dependencies: [b, c]}
-`
 
 // Migration 00018 counts the unmet parents of the steps that exist when it
 // runs, so work created before it is claimed as before; its Down removes
@@ -30,15 +17,10 @@ steps:
 func TestUnmetParentsCountedForExistingSteps(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, testdb.NewEmptyURL(t))
-	require.NoError(t, err)
-	defer pool.Close()
-	m, err := migrations.New(pool, nil)
-	require.NoError(t, err)
-	defer m.Close()
+	pool, m := emptyDatabase(t)
 	require.NoError(t, m.UpTo(ctx, 17))
 
-	tpl, err := template.Load("diamond.yaml", []byte(diamondYAML))
+	tpl, err := template.LoadFile("../test/templates/good/diamond.yaml")
 	require.NoError(t, err)
 	require.NoError(t, events.ApplyTemplate(ctx, pool, tpl))
 	tasks := make([]uuid.UUID, 3)

@@ -112,12 +112,14 @@ func BenchmarkClaimReadySteps(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			ctx := context.Background()
 			pool := testdb.New(b)
-			for _, yaml := range []string{benchTemplate, diamondTemplate} {
-				tpl, err := template.Load("bench.yaml", []byte(yaml))
-				require.NoError(b, err)
+			bench, err := template.Load("runner_bench.yaml", []byte(benchTemplate))
+			require.NoError(b, err)
+			diamond, err := template.LoadFile(diamondPath)
+			require.NoError(b, err)
+			for _, tpl := range []*template.Template{bench, diamond} {
 				require.NoError(b, events.ApplyTemplate(ctx, pool, tpl))
 			}
-			_, err := pool.Exec(ctx, `SELECT stepevents.create_task('diamond', 'diamond', NULL, '{}',
+			_, err = pool.Exec(ctx, `SELECT stepevents.create_task('diamond', 'diamond', NULL, '{}',
 				stepevents.uuid_v7(), NULL) FROM generate_series(1, $1)`, bc.failed)
 			require.NoError(b, err)
 			_, err = pool.Exec(ctx, `SELECT stepevents.fail_step((stepevents.start_step(step_uuid)).step_uuid,

@@ -214,21 +214,13 @@ func TestClaimOfSeveralStepsDoesNotDeadlock(t *testing.T) {
 	require.Equal(t, tasks[1], r.got[1].Task)
 }
 
-// diamondTemplate: d waits for b and c, which both wait for a.
-const diamondTemplate = `name: diamond
-namespace_name: diamond
-version: 1.0.0
-steps:
-  - {name: a, handler: {callable: diamond.a}}
-  - {name: b, handler: {callable: diamond.b}, dependencies: [a]}
-  - {name: c, handler: {callable: diamond.c}, dependencies: [a]}
-  - {name: d, handler: {callable: diamond.d}, dependencies: [b, c]}
-`
+// diamondPath: d waits for b and c, which both wait for a.
+const diamondPath = "../../test/templates/good/diamond.yaml"
 
-// applyDiamond applies diamondTemplate to b's database.
+// applyDiamond applies the diamond template to b's database.
 func applyDiamond(t *testing.T, b *bundle) {
 	t.Helper()
-	tpl, err := template.Load("diamond.yaml", []byte(diamondTemplate))
+	tpl, err := template.LoadFile(diamondPath)
 	require.NoError(t, err)
 	require.NoError(t, b.client.ApplyTemplate(context.Background(), tpl))
 }
