@@ -122,6 +122,8 @@ type StepeventsWorkflowStep struct {
 	ClaimID *int64
 	// parents neither complete nor resolved_manually: the claim index holds pending steps whose count is 0
 	UnmetParents int32
+	// longest chain of dependencies above the step (0: no parents); children are locked in (depth, step_uuid) order
+	Depth int32
 }
 
 type StepeventsWorkflowStepEdge struct {

@@ -13,7 +13,7 @@ import (
 )
 
 const claimReadySteps = `-- name: ClaimReadySteps :many
-SELECT s.step_uuid, s.task_uuid, s.name, s.position, s.handler, s.retryable, s.max_attempts, s.backoff, s.backoff_base_ms, s.max_backoff_ms, s.timeout_seconds, s.attempts, s.last_attempted_at, s.last_failure_at, s.backoff_request_seconds, s.next_retry_at, s.retry_blocked, s.results, s.last_error, s.state, s.created_at, s.updated_at, s.claim_id, s.unmet_parents, t.namespace AS task_namespace, t.template_name AS task_template_name,
+SELECT s.step_uuid, s.task_uuid, s.name, s.position, s.handler, s.retryable, s.max_attempts, s.backoff, s.backoff_base_ms, s.max_backoff_ms, s.timeout_seconds, s.attempts, s.last_attempted_at, s.last_failure_at, s.backoff_request_seconds, s.next_retry_at, s.retry_blocked, s.results, s.last_error, s.state, s.created_at, s.updated_at, s.claim_id, s.unmet_parents, s.depth, t.namespace AS task_namespace, t.template_name AS task_template_name,
        t.template_version AS task_template_version, t.context AS task_context,
        t.correlation_id AS task_correlation_id, t.state AS task_state, t.created_at AS task_created_at,
        t.completed_at AS task_completed_at
@@ -51,6 +51,7 @@ type ClaimReadyStepsRow struct {
 	UpdatedAt             time.Time
 	ClaimID               *int64
 	UnmetParents          int32
+	Depth                 int32
 	TaskNamespace         string
 	TaskTemplateName      string
 	TaskTemplateVersion   string
@@ -97,6 +98,7 @@ func (q *Queries) ClaimReadySteps(ctx context.Context, db DBTX, arg ClaimReadySt
 			&i.UpdatedAt,
 			&i.ClaimID,
 			&i.UnmetParents,
+			&i.Depth,
 			&i.TaskNamespace,
 			&i.TaskTemplateName,
 			&i.TaskTemplateVersion,
@@ -139,7 +141,7 @@ func (q *Queries) LockClaim(ctx context.Context, db DBTX, arg LockClaimParams) (
 }
 
 const staleSteps = `-- name: StaleSteps :many
-SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id, unmet_parents FROM stepevents.stale_steps(
+SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id, unmet_parents, depth FROM stepevents.stale_steps(
     make_interval(secs => $1::double precision),
     make_interval(secs => $2::double precision),
     $3::integer,
@@ -195,6 +197,7 @@ func (q *Queries) StaleSteps(ctx context.Context, db DBTX, arg StaleStepsParams)
 			&i.UpdatedAt,
 			&i.ClaimID,
 			&i.UnmetParents,
+			&i.Depth,
 		); err != nil {
 			return nil, err
 		}

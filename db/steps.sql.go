@@ -12,7 +12,7 @@ import (
 )
 
 const cancelStep = `-- name: CancelStep :one
-SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id, unmet_parents FROM stepevents.cancel_step($1::uuid, $2::text)
+SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id, unmet_parents, depth FROM stepevents.cancel_step($1::uuid, $2::text)
 `
 
 type CancelStepParams struct {
@@ -48,12 +48,13 @@ func (q *Queries) CancelStep(ctx context.Context, db DBTX, arg CancelStepParams)
 		&i.UpdatedAt,
 		&i.ClaimID,
 		&i.UnmetParents,
+		&i.Depth,
 	)
 	return i, err
 }
 
 const getStep = `-- name: GetStep :one
-SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id, unmet_parents FROM stepevents.workflow_steps WHERE step_uuid = $1::uuid
+SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id, unmet_parents, depth FROM stepevents.workflow_steps WHERE step_uuid = $1::uuid
 `
 
 func (q *Queries) GetStep(ctx context.Context, db DBTX, stepUuid uuid.UUID) (StepeventsWorkflowStep, error) {
@@ -84,6 +85,7 @@ func (q *Queries) GetStep(ctx context.Context, db DBTX, stepUuid uuid.UUID) (Ste
 		&i.UpdatedAt,
 		&i.ClaimID,
 		&i.UnmetParents,
+		&i.Depth,
 	)
 	return i, err
 }
@@ -172,7 +174,7 @@ func (q *Queries) ListStepTransitions(ctx context.Context, db DBTX, stepUuid uui
 }
 
 const releaseStep = `-- name: ReleaseStep :one
-SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id, unmet_parents FROM stepevents.release_step($1::uuid, $2::text)
+SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id, unmet_parents, depth FROM stepevents.release_step($1::uuid, $2::text)
 `
 
 type ReleaseStepParams struct {
@@ -208,12 +210,13 @@ func (q *Queries) ReleaseStep(ctx context.Context, db DBTX, arg ReleaseStepParam
 		&i.UpdatedAt,
 		&i.ClaimID,
 		&i.UnmetParents,
+		&i.Depth,
 	)
 	return i, err
 }
 
 const resetStep = `-- name: ResetStep :one
-SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id, unmet_parents FROM stepevents.reset_step($1::uuid, $2::text)
+SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id, unmet_parents, depth FROM stepevents.reset_step($1::uuid, $2::text)
 `
 
 type ResetStepParams struct {
@@ -249,12 +252,13 @@ func (q *Queries) ResetStep(ctx context.Context, db DBTX, arg ResetStepParams) (
 		&i.UpdatedAt,
 		&i.ClaimID,
 		&i.UnmetParents,
+		&i.Depth,
 	)
 	return i, err
 }
 
 const resolveStep = `-- name: ResolveStep :one
-SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id, unmet_parents FROM stepevents.resolve_step($1::uuid, $2::text)
+SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id, unmet_parents, depth FROM stepevents.resolve_step($1::uuid, $2::text)
 `
 
 type ResolveStepParams struct {
@@ -290,12 +294,13 @@ func (q *Queries) ResolveStep(ctx context.Context, db DBTX, arg ResolveStepParam
 		&i.UpdatedAt,
 		&i.ClaimID,
 		&i.UnmetParents,
+		&i.Depth,
 	)
 	return i, err
 }
 
 const startStep = `-- name: StartStep :one
-SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id, unmet_parents FROM stepevents.start_step($1::uuid)
+SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id, unmet_parents, depth FROM stepevents.start_step($1::uuid)
 `
 
 func (q *Queries) StartStep(ctx context.Context, db DBTX, stepUuid uuid.UUID) (StepeventsWorkflowStep, error) {
@@ -326,6 +331,7 @@ func (q *Queries) StartStep(ctx context.Context, db DBTX, stepUuid uuid.UUID) (S
 		&i.UpdatedAt,
 		&i.ClaimID,
 		&i.UnmetParents,
+		&i.Depth,
 	)
 	return i, err
 }

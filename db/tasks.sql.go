@@ -64,7 +64,7 @@ func (q *Queries) GetTask(ctx context.Context, db DBTX, taskUuid uuid.UUID) (Ste
 }
 
 const listTaskSteps = `-- name: ListTaskSteps :many
-SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id, unmet_parents FROM stepevents.workflow_steps WHERE task_uuid = $1::uuid ORDER BY position
+SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id, unmet_parents, depth FROM stepevents.workflow_steps WHERE task_uuid = $1::uuid ORDER BY position
 `
 
 func (q *Queries) ListTaskSteps(ctx context.Context, db DBTX, taskUuid uuid.UUID) ([]StepeventsWorkflowStep, error) {
@@ -101,6 +101,7 @@ func (q *Queries) ListTaskSteps(ctx context.Context, db DBTX, taskUuid uuid.UUID
 			&i.UpdatedAt,
 			&i.ClaimID,
 			&i.UnmetParents,
+			&i.Depth,
 		); err != nil {
 			return nil, err
 		}

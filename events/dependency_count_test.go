@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
@@ -124,41 +125,142 @@ func TestUnmetParentsFollowEveryTransition(t *testing.T) {
 	require.Equal(t, map[string]int{"a": 0, "b": 0, "c": 0, "d": 1}, unmetParents(t, b, other[0].TaskUUID))
 	do("complete b", func() error { b.complete(t, id["b"], `{}`); return nil })
 	require.Equal(t, map[string]int{"a": 0, "b": 0, "c": 0, "d": 0}, unmetParents(t, b, other[0].TaskUUID))
+
+	// A third: a resolved by hand while it runs, d resolved by hand before
+	// its parents are done; its count still follows them.
+	third := b.diamondTask(t)
+	for _, s := range third {
+		id[s.Name] = s.StepUUID
+	}
+	do("start a", start("a"))
+	do("resolve a while it runs", func() error { _, err := events.ResolveStep(b.ctx, b.pool, id["a"], "done"); return err })
+	do("resolve d while pending", func() error { _, err := events.ResolveStep(b.ctx, b.pool, id["d"], "skip"); return err })
+	require.Equal(t, map[string]int{"a": 0, "b": 0, "c": 0, "d": 2}, unmetParents(t, b, third[0].TaskUUID))
+	do("complete b", func() error { b.complete(t, id["b"], `{}`); return nil })
+	do("complete c", func() error { b.complete(t, id["c"], `{}`); return nil })
+	require.Equal(t, map[string]int{"a": 0, "b": 0, "c": 0, "d": 0}, unmetParents(t, b, third[0].TaskUUID))
 }
 
-// A step of one task completing concurrently with its sibling (both
-// parents of the same child) is counted once each: the child's count
-// reaches 0 whatever the interleaving.
+// A step's depth is the longest chain of dependencies above it, whatever
+// order the template lists its steps in.
+func TestStepDepth(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	steps := b.taskOf(t, "backwards.yaml", `name: backwards
+namespace_name: backwards
+version: 1.0.0
+steps:
+  - {name: last, handler: {callable: h}, dependencies: [middle, first]}
+  - {name: middle, handler: {callable: h}, dependencies: [first]}
+  - {name: first, handler: {callable: h}}
+  - {name: alone, handler: {callable: h}}
+`, "backwards", "backwards")
+	got := map[string]int{}
+	rows, err := b.pool.Query(b.ctx, `SELECT name, depth FROM stepevents.workflow_steps WHERE task_uuid = $1`,
+		steps[0].TaskUUID)
+	require.NoError(t, err)
+	for rows.Next() {
+		var name string
+		var d int
+		require.NoError(t, rows.Scan(&name, &d))
+		got[name] = d
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, map[string]int{"first": 0, "alone": 0, "middle": 1, "last": 2}, got)
+}
+
+// lockWaiters counts the sessions of b's database waiting for a row lock.
+func lockWaiters(t *testing.T, b *bundle) int {
+	t.Helper()
+	var n int
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n))
+	return n
+}
+
+// inBackground runs sql (one step's uuid as $1) on its own connection and
+// returns its outcome once the caller's holder has let go; it first waits
+// until the statement is blocked on a lock.
+func inBackground(t *testing.T, b *bundle, sql string, step uuid.UUID) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.pool.Exec(b.ctx, sql, step)
+		done <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for lockWaiters(t, b) == 0 {
+		require.True(t, time.Now().Before(deadline), "the background statement never waited for a lock")
+		time.Sleep(5 * time.Millisecond)
+	}
+	return done
+}
+
+// Two parents of d completing at once, the second waiting for d's row until
+// the first commits: each is counted, and d's count reaches 0.
 func TestUnmetParentsUnderConcurrentParents(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	const tasks = 20
-	type pair struct{ b, c, task uuid.UUID }
-	var pairs []pair
-	for range tasks {
-		steps := b.diamondTask(t)
-		id := map[string]uuid.UUID{}
-		for _, s := range steps {
-			id[s.Name] = s.StepUUID
+	id := map[string]uuid.UUID{}
+	steps := b.diamondTask(t)
+	for _, s := range steps {
+		id[s.Name] = s.StepUUID
+	}
+	b.complete(t, id["a"], `{}`)
+	b.start(t, id["b"])
+	b.start(t, id["c"])
+
+	tx, err := b.pool.Begin(b.ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(b.ctx) }()
+	_, err = tx.Exec(b.ctx, `SELECT stepevents.complete_step($1, '{}')`, id["b"]) // holds d
+	require.NoError(t, err)
+	second := inBackground(t, b, `SELECT stepevents.complete_step($1, '{}')`, id["c"])
+	require.NoError(t, tx.Commit(b.ctx))
+	require.NoError(t, <-second)
+	require.Equal(t, 0, unmetParents(t, b, steps[0].TaskUUID)["d"])
+}
+
+// transitiveYAML: c depends on a and on b, which depends on a.
+const transitiveYAML = `name: transitive
+namespace_name: transitive
+version: 1.0.0
+steps:
+  - {name: a, handler: {callable: transitive.a}}
+  - {name: b, handler: {callable: transitive.b}, dependencies: [a]}
+  - {name: c, handler: {callable: transitive.c}, dependencies: [a, b]}
+`
+
+// Completing a locks its children b and c; an operator resolving b locks b,
+// then its child c. Were a's children locked in uuid order, a task whose
+// c sorts before b would deadlock the two; in (depth, uuid) order a waits
+// for b before it takes c, and both go through.
+func TestUnmetParentsLockParentsBeforeChildren(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	var id map[string]uuid.UUID
+	var task uuid.UUID
+	for range 64 { // uuids are random within a millisecond: find a task where c sorts first
+		id = map[string]uuid.UUID{}
+		for _, s := range b.taskOf(t, "transitive.yaml", transitiveYAML, "transitive", "transitive") {
+			id[s.Name], task = s.StepUUID, s.TaskUUID
 		}
-		b.complete(t, id["a"], `{}`)
-		b.start(t, id["b"])
-		b.start(t, id["c"])
-		pairs = append(pairs, pair{id["b"], id["c"], steps[0].TaskUUID})
-	}
-	errs := make(chan error, 2*tasks)
-	for _, p := range pairs {
-		for _, s := range []uuid.UUID{p.b, p.c} {
-			go func() {
-				_, err := b.client.CompleteStep(b.ctx, s, json.RawMessage(`{}`))
-				errs <- err
-			}()
+		if id["c"].String() < id["b"].String() {
+			break
 		}
 	}
-	for range 2 * tasks {
-		require.NoError(t, <-errs)
-	}
-	for _, p := range pairs {
-		require.Equal(t, 0, unmetParents(t, b, p.task)["d"])
-	}
+	require.Less(t, id["c"].String(), id["b"].String(), "no task of 64 had c before b")
+	b.start(t, id["a"])
+
+	tx, err := b.pool.Begin(b.ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(b.ctx) }()
+	_, err = tx.Exec(b.ctx, `SELECT FROM stepevents.workflow_steps WHERE step_uuid = $1 FOR UPDATE`, id["b"])
+	require.NoError(t, err)
+	completion := inBackground(t, b, `SELECT stepevents.complete_step($1, '{}')`, id["a"])
+	_, err = tx.Exec(b.ctx, `SELECT stepevents.resolve_step($1, 'by hand')`, id["b"])
+	require.NoError(t, err, "resolving b while a completes")
+	require.NoError(t, tx.Commit(b.ctx))
+	require.NoError(t, <-completion, "completing a while b is resolved")
+	require.Equal(t, map[string]int{"a": 0, "b": 0, "c": 0}, unmetParents(t, b, task))
 }

@@ -26,21 +26,44 @@
 -- early; TestUnmetParentsFollowEveryTransition checks the count against the
 -- edges after each kind of transition.
 --
+-- The children are locked in (depth, step_uuid) order, depth being the
+-- longest chain of dependencies above a step: a parent before its
+-- children, whoever locks them. In step_uuid order alone, completing a
+-- (children b and c, c also a child of b) could lock c and wait for b while
+-- an operator's resolve of b held b and waited for c: a deadlock that a
+-- task row lock could not prevent, since both take the task row last.
+--
 -- Cost: a completion or a resolution looks up its children (one index probe
 -- of workflow_step_edges_from_idx when there are none) and updates each.
 
 -- +goose Up
-ALTER TABLE stepevents.workflow_steps ADD COLUMN unmet_parents integer NOT NULL DEFAULT 0;
+ALTER TABLE stepevents.workflow_steps ADD COLUMN unmet_parents integer NOT NULL DEFAULT 0,
+                                      ADD COLUMN depth integer NOT NULL DEFAULT 0;
 COMMENT ON COLUMN stepevents.workflow_steps.unmet_parents IS
     'parents neither complete nor resolved_manually: the claim index holds pending steps whose count is 0';
+COMMENT ON COLUMN stepevents.workflow_steps.depth IS
+    'longest chain of dependencies above the step (0: no parents); children are locked in (depth, step_uuid) order';
 
-UPDATE stepevents.workflow_steps s SET unmet_parents = c.n
-FROM (SELECT e.to_step_uuid, count(*) AS n
-      FROM stepevents.workflow_step_edges e
-      JOIN stepevents.workflow_steps p ON p.step_uuid = e.from_step_uuid
-      WHERE p.state NOT IN ('complete', 'resolved_manually')
-      GROUP BY e.to_step_uuid) c
-WHERE s.step_uuid = c.to_step_uuid;
+-- Both for the steps that exist, in one pass. A step's depth is the
+-- longest path to it along the edges; UNION keeps one row per step and
+-- depth, so the paths themselves are never enumerated.
+WITH RECURSIVE chain(step_uuid, depth) AS (
+    SELECT e.to_step_uuid, 1 FROM stepevents.workflow_step_edges e
+    UNION
+    SELECT e.to_step_uuid, c.depth + 1
+    FROM chain c
+    JOIN stepevents.workflow_step_edges e ON e.from_step_uuid = c.step_uuid
+    WHERE c.depth < (SELECT count(*) FROM stepevents.workflow_steps) -- no cycle can make it loop
+)
+UPDATE stepevents.workflow_steps s SET unmet_parents = coalesce(u.n, 0), depth = coalesce(d.depth, 0)
+FROM stepevents.workflow_steps x
+LEFT JOIN (SELECT e.to_step_uuid, count(*) AS n
+           FROM stepevents.workflow_step_edges e
+           JOIN stepevents.workflow_steps p ON p.step_uuid = e.from_step_uuid
+           WHERE p.state NOT IN ('complete', 'resolved_manually')
+           GROUP BY e.to_step_uuid) u ON u.to_step_uuid = x.step_uuid
+LEFT JOIN (SELECT step_uuid, max(depth) AS depth FROM chain GROUP BY step_uuid) d ON d.step_uuid = x.step_uuid
+WHERE s.step_uuid = x.step_uuid AND (u.n IS NOT NULL OR d.depth IS NOT NULL);
 
 DROP INDEX stepevents.workflow_steps_claim_order_idx;
 CREATE INDEX workflow_steps_claim_order_idx ON stepevents.workflow_steps (created_at, task_uuid, position, step_uuid)
@@ -75,15 +98,17 @@ BEGIN
 
     -- A step done (complete and resolved_manually are terminal) is one
     -- unmet parent fewer for each of its children. The children are locked
-    -- in step order, so two parents of the same children finishing at once
-    -- wait for each other instead of deadlocking.
+    -- in (depth, step_uuid) order, parents before their children, so two
+    -- steps finishing at once with children in common, or one finishing
+    -- while another of its children is resolved, wait for each other
+    -- instead of deadlocking.
     IF p_to_state IN ('complete', 'resolved_manually') THEN
         UPDATE stepevents.workflow_steps c SET unmet_parents = c.unmet_parents - 1
         FROM (SELECT k.step_uuid
               FROM stepevents.workflow_steps k
               WHERE k.step_uuid IN (SELECT e.to_step_uuid FROM stepevents.workflow_step_edges e
                                     WHERE e.from_step_uuid = s.step_uuid)
-              ORDER BY k.step_uuid
+              ORDER BY k.depth, k.step_uuid
               FOR UPDATE) l
         WHERE c.step_uuid = l.step_uuid;
     END IF;
@@ -115,14 +140,26 @@ BEGIN
             coalesce(p_correlation_id, p_task_uuid));
 
     -- Every parent of a new step is unmet: count the edges made below (the
-    -- same join, distinct parent names).
+    -- same join). depth is the longest chain of dependencies above the
+    -- step; the recursion stops at the number of steps, so a cycle (which
+    -- the template loader refuses) cannot make it loop.
+    WITH RECURSIVE chain(name, depth) AS (
+        SELECT ts.name, 0 FROM stepevents.template_steps ts WHERE ts.template_id = t.template_id
+        UNION
+        SELECT ts.name, c.depth + 1
+        FROM chain c
+        JOIN stepevents.template_steps ts ON ts.template_id = t.template_id AND c.name = ANY (ts.dependencies)
+        WHERE c.depth < (SELECT count(*) FROM stepevents.template_steps n WHERE n.template_id = t.template_id)
+    )
     INSERT INTO stepevents.workflow_steps (step_uuid, task_uuid, name, position, handler, retryable, max_attempts,
-                                           backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, unmet_parents)
+                                           backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, unmet_parents,
+                                           depth)
     SELECT stepevents.uuid_v7(), p_task_uuid, ts.name, ts.position, ts.handler, ts.retryable, ts.max_attempts,
            ts.backoff, ts.backoff_base_ms, ts.max_backoff_ms, ts.timeout_seconds,
-           (SELECT count(DISTINCT dep.name)
+           (SELECT count(*)
             FROM unnest(ts.dependencies) AS dep(name)
-            JOIN stepevents.template_steps p ON p.template_id = t.template_id AND p.name = dep.name)
+            JOIN stepevents.template_steps p ON p.template_id = t.template_id AND p.name = dep.name),
+           (SELECT max(c.depth) FROM chain c WHERE c.name = ts.name)
     FROM stepevents.template_steps ts
     WHERE ts.template_id = t.template_id;
 
@@ -307,4 +344,4 @@ END
 $$;
 -- +goose StatementEnd
 
-ALTER TABLE stepevents.workflow_steps DROP COLUMN unmet_parents;
+ALTER TABLE stepevents.workflow_steps DROP COLUMN unmet_parents, DROP COLUMN depth;

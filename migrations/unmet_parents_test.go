@@ -11,9 +11,9 @@ import (
 	"github.com/stepevents/stepevents/events/template"
 )
 
-// Migration 00018 counts the unmet parents of the steps that exist when it
-// runs, so work created before it is claimed as before; its Down removes
-// the count and the claim still works.
+// Migration 00018 counts the unmet parents and the depth of the steps that
+// exist when it runs, so work created before it is claimed as before; its
+// Down removes both and the claim still works.
 func TestUnmetParentsCountedForExistingSteps(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -42,7 +42,8 @@ func TestUnmetParentsCountedForExistingSteps(t *testing.T) {
 	require.NoError(t, m.UpTo(ctx, 18))
 	counts := func(task uuid.UUID) map[string]int {
 		t.Helper()
-		rows, err := pool.Query(ctx, `SELECT name, unmet_parents FROM stepevents.workflow_steps WHERE task_uuid = $1`, task)
+		rows, err := pool.Query(ctx, `SELECT name, unmet_parents * 10 + depth FROM stepevents.workflow_steps
+			WHERE task_uuid = $1`, task)
 		require.NoError(t, err)
 		got := map[string]int{}
 		for rows.Next() {
@@ -54,9 +55,10 @@ func TestUnmetParentsCountedForExistingSteps(t *testing.T) {
 		require.NoError(t, rows.Err())
 		return got
 	}
-	require.Equal(t, map[string]int{"a": 0, "b": 1, "c": 1, "d": 2}, counts(tasks[0]), "nothing done")
-	require.Equal(t, map[string]int{"a": 0, "b": 0, "c": 0, "d": 2}, counts(tasks[1]), "a complete")
-	require.Equal(t, map[string]int{"a": 0, "b": 0, "c": 0, "d": 1}, counts(tasks[2]), "a and b complete")
+	// Each step's unmet parents times ten plus its depth (a 0, b and c 1, d 2).
+	require.Equal(t, map[string]int{"a": 0, "b": 11, "c": 11, "d": 22}, counts(tasks[0]), "nothing done")
+	require.Equal(t, map[string]int{"a": 0, "b": 1, "c": 1, "d": 22}, counts(tasks[1]), "a complete")
+	require.Equal(t, map[string]int{"a": 0, "b": 1, "c": 1, "d": 12}, counts(tasks[2]), "a and b complete")
 
 	claimed := func() []string {
 		t.Helper()
