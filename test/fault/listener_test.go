@@ -1,7 +1,6 @@
 package fault_test
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"sync"
@@ -30,11 +29,10 @@ func TestListenerSurvivesRepeatedTermination(t *testing.T) {
 	client := f.newClient(t, f.pool, events.FastAfterCommit)
 	l, capture := f.listen(t, f.pool)
 
-	ctx, stop := context.WithCancel(f.ctx)
-	defer stop()
 	p := &producer{client: client, f: f}
 	var wg sync.WaitGroup
-	wg.Go(func() { p.run(ctx) })
+	wg.Go(p.run)
+	defer func() { p.stop.Store(true); wg.Wait() }()
 
 	for i := 1; i <= listenerKills; i++ {
 		// Let events flow on this connection before killing it.
@@ -51,7 +49,7 @@ func TestListenerSurvivesRepeatedTermination(t *testing.T) {
 	}
 	done := p.completed.Load()
 	eventually(t, waitTimeout, "the producer to go on after the last reconnect", func() bool { return p.completed.Load() >= done+4 })
-	stop()
+	p.stop.Store(true)
 	wg.Wait()
 	require.NoError(t, p.err)
 
@@ -86,32 +84,37 @@ func TestListenerSurvivesRepeatedTermination(t *testing.T) {
 		p.completed.Load(), len(p.durable), capture.Count(), h.Reconnects)
 }
 
-// producer completes fixture orders step by step until its context ends,
-// remembering the event id of every durable copy it published.
+// producer completes fixture orders step by step until stop is set,
+// remembering the event id of every durable copy it published. It stops
+// between completions, never by cancelling one: a completion cancelled
+// while its COMMIT is in flight may commit with the caller told it failed,
+// leaving a durable event the producer did not count.
 type producer struct {
 	client *events.Client
 	f      *fixture
 
+	stop      atomic.Bool
 	completed atomic.Int64
 	durable   []uuid.UUID // written by run only; read after it returns
 	err       error
 }
 
-func (p *producer) run(ctx context.Context) {
-	for ctx.Err() == nil {
+func (p *producer) run() {
+	ctx := p.f.ctx
+	for !p.stop.Load() {
 		o, err := newOrder(ctx, p.f.pool)
 		if err != nil {
-			p.fail(ctx, err)
+			p.err = err
 			return
 		}
 		for _, name := range stepOrder {
 			if _, err := events.StartStep(ctx, p.f.pool, o.steps[name]); err != nil {
-				p.fail(ctx, err)
+				p.err = err
 				return
 			}
 			comp, err := p.client.CompleteStep(ctx, o.steps[name], resultFor(name, o.id))
 			if err != nil {
-				p.fail(ctx, err)
+				p.err = err
 				return
 			}
 			for _, pub := range comp.Published {
@@ -121,13 +124,6 @@ func (p *producer) run(ctx context.Context) {
 			}
 			p.completed.Add(1)
 		}
-	}
-}
-
-// fail records err unless it is only the producer being stopped.
-func (p *producer) fail(ctx context.Context, err error) {
-	if ctx.Err() == nil {
-		p.err = err
 	}
 }
 
