@@ -140,6 +140,50 @@ func (q *Queries) LockClaim(ctx context.Context, db DBTX, arg LockClaimParams) (
 	return attempts, err
 }
 
+const recordedUnderClaim = `-- name: RecordedUnderClaim :one
+SELECT EXISTS (
+    SELECT FROM stepevents.workflow_step_transitions c
+    JOIN stepevents.workflow_step_transitions tr ON tr.step_uuid = c.step_uuid AND tr.sort_key = c.sort_key + 1
+    JOIN stepevents.workflow_steps s ON s.step_uuid = c.step_uuid
+    WHERE c.transition_id = $1::bigint AND c.step_uuid = $2::uuid AND c.to_state = 'in_progress'
+      AND CASE WHEN $3::boolean
+               THEN tr.to_state = 'complete' AND s.results = $4::jsonb
+               ELSE tr.to_state IN ('waiting_for_retry', 'error')
+                    AND tr.metadata->'error' = to_jsonb($5::text)
+                    AND (tr.metadata->>'permanent')::boolean = $6::boolean
+          END
+) AS recorded
+`
+
+type RecordedUnderClaimParams struct {
+	ClaimID      int64
+	StepUuid     uuid.UUID
+	Succeeded    bool
+	Result       []byte
+	ErrorMessage string
+	Permanent    bool
+}
+
+// Whether the attempt that claim claim_id started was ended by this very
+// outcome: completed with result, or failed with error_message and
+// permanent. The runner asks it when a retried recording finds the attempt
+// over, to recognise an earlier try that committed but whose reply was lost
+// (the closing transition is the one after the claim's; complete is
+// terminal, so the step's results are still the ones recorded).
+func (q *Queries) RecordedUnderClaim(ctx context.Context, db DBTX, arg RecordedUnderClaimParams) (bool, error) {
+	row := db.QueryRow(ctx, recordedUnderClaim,
+		arg.ClaimID,
+		arg.StepUuid,
+		arg.Succeeded,
+		arg.Result,
+		arg.ErrorMessage,
+		arg.Permanent,
+	)
+	var recorded bool
+	err := row.Scan(&recorded)
+	return recorded, err
+}
+
 const staleSteps = `-- name: StaleSteps :many
 SELECT step_uuid, task_uuid, name, position, handler, retryable, max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, attempts, last_attempted_at, last_failure_at, backoff_request_seconds, next_retry_at, retry_blocked, results, last_error, state, created_at, updated_at, claim_id, unmet_parents, depth FROM stepevents.stale_steps(
     make_interval(secs => $1::double precision),

@@ -24,3 +24,23 @@ SELECT * FROM stepevents.stale_steps(
 SELECT attempts FROM stepevents.workflow_steps
 WHERE step_uuid = @step_uuid::uuid AND state = 'in_progress' AND claim_id = @claim_id::bigint
 FOR UPDATE;
+
+-- name: RecordedUnderClaim :one
+-- Whether the attempt that claim claim_id started was ended by this very
+-- outcome: completed with result, or failed with error_message and
+-- permanent. The runner asks it when a retried recording finds the attempt
+-- over, to recognise an earlier try that committed but whose reply was lost
+-- (the closing transition is the one after the claim's; complete is
+-- terminal, so the step's results are still the ones recorded).
+SELECT EXISTS (
+    SELECT FROM stepevents.workflow_step_transitions c
+    JOIN stepevents.workflow_step_transitions tr ON tr.step_uuid = c.step_uuid AND tr.sort_key = c.sort_key + 1
+    JOIN stepevents.workflow_steps s ON s.step_uuid = c.step_uuid
+    WHERE c.transition_id = @claim_id::bigint AND c.step_uuid = @step_uuid::uuid AND c.to_state = 'in_progress'
+      AND CASE WHEN @succeeded::boolean
+               THEN tr.to_state = 'complete' AND s.results = sqlc.narg(result)::jsonb
+               ELSE tr.to_state IN ('waiting_for_retry', 'error')
+                    AND tr.metadata->'error' = to_jsonb(@error_message::text)
+                    AND (tr.metadata->>'permanent')::boolean = @permanent::boolean
+          END
+) AS recorded;

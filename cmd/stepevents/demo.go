@@ -783,8 +783,8 @@ func (a *app) printDemoSummary(s *demoSummary, cfg *pgxpool.Config) error {
 	fmt.Fprintf(out, "metrics:    %d fast events received (%d success, %d failure)\n", m.EventsReceived,
 		m.SuccessEvents, m.FailureEvents)
 	st := s.Runner
-	fmt.Fprintf(out, "runner:     claimed %d, completed %d, failed %d, released %d, panics %d, recovered %d, superseded %d, record errors %d, completion routing errors %d\n\n",
-		st.Claimed, st.Completed, st.Failed, st.Released, st.Panics, st.Recovered, st.Superseded, st.RecordErrors,
+	fmt.Fprintf(out, "runner:     claimed %d, completed %d, failed %d, released %d, panics %d, recovered %d, superseded %d, unacknowledged %d, record errors %d, completion routing errors %d\n\n",
+		st.Claimed, st.Completed, st.Failed, st.Released, st.Panics, st.Recovered, st.Superseded, st.Unacknowledged, st.RecordErrors,
 		s.CompletionErrors)
 
 	if s.CrossCheck.OK {

@@ -74,7 +74,9 @@ type Config struct {
 	Logger *slog.Logger
 	// OnRecorded, when set, is called with every completion the runner
 	// committed (successes, failures and stale recoveries), after commit,
-	// from the goroutine that recorded it: keep it quick.
+	// from the goroutine that recorded it: keep it quick. An outcome whose
+	// COMMIT reply was lost has no Completion and is not passed (see
+	// Stats.Unacknowledged).
 	OnRecorded func(*events.Completion)
 }
 

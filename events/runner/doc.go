@@ -63,4 +63,15 @@
 // From psql, SELECT * FROM stepevents.stale_steps('1 minute') lists them;
 // an operator can also reset (stepevents step reset) or resolve a step that
 // ended in error.
+//
+// # A lost reply to COMMIT
+//
+// Recording is retried after errors that are not about the outcome (a
+// dropped connection, a deadlock). When the connection dropped after the
+// server committed, the retry finds the attempt over; the runner then reads
+// the step's history, and if the transition that ended the attempt is this
+// very outcome (the same result, or the same failure message), it counts it
+// as recorded (Stats.Unacknowledged), not superseded. No Completion came
+// back for it, so its fast events are not sent and OnRecorded is not called;
+// its durable events are in the queue, committed with it.
 package runner

@@ -83,10 +83,11 @@ func (r *Runner) record(j *job, result json.RawMessage, f *events.Failure) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), r.cfg.RecordTimeout)
 	defer cancel()
 	if f == nil {
-		comp, err := r.recordRetrying(ctx, j, func(ctx context.Context) (*events.Completion, error) {
-			return r.client.CompleteClaimedStep(ctx, j.step.StepUUID, j.claim, result)
-		})
-		if err == nil {
+		comp, err := r.recordRetrying(ctx, j, outcome{succeeded: true, result: result},
+			func(ctx context.Context) (*events.Completion, error) {
+				return r.client.CompleteClaimedStep(ctx, j.step.StepUUID, j.claim, result)
+			})
+		if err == nil || errors.Is(err, errUnacknowledged) {
 			r.stats.completed.Add(1)
 			r.recorded(comp)
 			return
@@ -100,10 +101,10 @@ func (r *Runner) record(j *job, result json.RawMessage, f *events.Failure) {
 		ff.Code = TypeInvalidResult
 		f = &ff
 	}
-	comp, err := r.recordRetrying(ctx, j, func(ctx context.Context) (*events.Completion, error) {
+	comp, err := r.recordRetrying(ctx, j, outcome{failure: *f}, func(ctx context.Context) (*events.Completion, error) {
 		return r.client.FailClaimedStep(ctx, j.step.StepUUID, j.claim, *f)
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errUnacknowledged) {
 		r.recordFailed(j, err)
 		return
 	}
@@ -111,23 +112,45 @@ func (r *Runner) record(j *job, result json.RawMessage, f *events.Failure) {
 	r.recorded(comp)
 }
 
+// outcome is what one recording writes, as the check for an earlier try's
+// commit compares it.
+type outcome struct {
+	succeeded bool
+	result    json.RawMessage
+	failure   events.Failure
+}
+
+// errUnacknowledged: an earlier try committed the outcome, but the reply to
+// its COMMIT was lost (the connection dropped); the retry found the attempt
+// ended by that very outcome. It is recorded, but no Completion came back,
+// so its fast events were not sent.
+var errUnacknowledged = errors.New("outcome committed by an earlier try whose acknowledgement was lost")
+
 // recordRetrying runs fn, one transaction of its own (two pipelined round
 // trips, fast events released after commit), and tries again after
 // failures that are not about the outcome (a dropped connection, a
 // deadlock). If the connection dropped after the server committed but
-// before its reply arrived, the retry finds the attempt recorded and gets
-// ErrSuperseded: the outcome and its durable events are committed, but the
-// recording is counted as superseded and its fast events are not sent.
-func (r *Runner) recordRetrying(ctx context.Context, j *job,
+// before its reply arrived, the retry finds the attempt over
+// (ErrSuperseded); when the step's history shows it ended by o under j's
+// claim, the result is errUnacknowledged instead: recorded, not discarded.
+func (r *Runner) recordRetrying(ctx context.Context, j *job, o outcome,
 	fn func(ctx context.Context) (*events.Completion, error)) (*events.Completion, error) {
+	mayHaveCommitted := false // an earlier try failed, perhaps after its commit
 	for try := 0; ; try++ {
 		comp, err := fn(ctx)
+		if mayHaveCommitted && errors.Is(err, errSuperseded) && r.recordedEarlier(ctx, j, o) {
+			r.stats.unacknowledged.Add(1)
+			r.logger.Warn("stepevents runner: outcome recorded by an earlier try whose reply was lost; its fast events were not sent",
+				slog.String("step_uuid", j.step.StepUUID.String()), slog.Int("attempt", j.attempt))
+			return nil, errUnacknowledged
+		}
 		if err == nil || !retryable(err) || try == recordRetries || ctx.Err() != nil {
 			if errors.Is(err, errSuperseded) {
 				err = fmt.Errorf("step %s attempt %d (claim %d): %w", j.step.StepUUID, j.attempt, j.claim, err)
 			}
 			return comp, err
 		}
+		mayHaveCommitted = true
 		r.logger.Warn("stepevents runner: error recording an outcome, retrying",
 			slog.String("step_uuid", j.step.StepUUID.String()), slog.Int("attempt", j.attempt),
 			slog.String("err", err.Error()))
@@ -137,6 +160,21 @@ func (r *Runner) recordRetrying(ctx context.Context, j *job,
 		case <-time.After(time.Duration(50<<try) * time.Millisecond):
 		}
 	}
+}
+
+// recordedEarlier reports whether j's attempt was ended by o itself (see
+// RecordedUnderClaim). An error reading it counts as no: the outcome is
+// then reported superseded, as before this check existed.
+func (r *Runner) recordedEarlier(ctx context.Context, j *job, o outcome) bool {
+	mine, err := r.queries.RecordedUnderClaim(ctx, r.pool, db.RecordedUnderClaimParams{
+		ClaimID: j.claim, StepUuid: j.step.StepUUID, Succeeded: o.succeeded, Result: o.result,
+		ErrorMessage: o.failure.Message, Permanent: o.failure.Permanent})
+	if err != nil {
+		r.logger.Warn("stepevents runner: could not check whether an earlier try recorded the outcome",
+			slog.String("step_uuid", j.step.StepUUID.String()), slog.String("err", err.Error()))
+		return false
+	}
+	return mine
 }
 
 // lockAttempt locks the step and checks that it is in_progress under j's

@@ -22,11 +22,15 @@ type Stats struct {
 	// Recovered counts stale in_progress steps RecoverStaleSteps failed.
 	Recovered uint64 `json:"recovered"`
 	// Superseded counts outcomes discarded because their attempt was no
-	// longer in progress: recovered as stale by a runner meanwhile,
-	// released or reset (and perhaps claimed again) meanwhile, or already
-	// committed by an earlier try whose acknowledgement was lost (a
-	// connection dropped during commit).
+	// longer in progress: recovered as stale by a runner meanwhile, or
+	// released or reset (and perhaps claimed again) meanwhile.
 	Superseded uint64 `json:"superseded"`
+	// Unacknowledged counts outcomes (each also in Completed or Failed)
+	// that an earlier try committed though the reply to its COMMIT was lost
+	// (a connection dropped during commit): the retry found the attempt
+	// ended by that very outcome. Their fast events were not sent, and
+	// OnRecorded was not called for them (no Completion came back).
+	Unacknowledged uint64 `json:"unacknowledged"`
 	// RecordErrors counts outcomes that could not be recorded after
 	// retries; their steps stay in_progress until recovered as stale.
 	RecordErrors uint64 `json:"record_errors"`
@@ -38,7 +42,8 @@ type Stats struct {
 
 type counters struct {
 	claimed, completed, failed, released, panics, timedOut atomic.Uint64
-	recovered, superseded, recordErrors, claimErrors       atomic.Uint64
+	recovered, superseded, unacknowledged, recordErrors    atomic.Uint64
+	claimErrors                                            atomic.Uint64
 	inFlight                                               atomic.Int64
 }
 
@@ -46,7 +51,7 @@ func (c *counters) snapshot() Stats {
 	return Stats{
 		Claimed: c.claimed.Load(), Completed: c.completed.Load(), Failed: c.failed.Load(),
 		Released: c.released.Load(), Panics: c.panics.Load(), TimedOut: c.timedOut.Load(),
-		Recovered: c.recovered.Load(), Superseded: c.superseded.Load(), RecordErrors: c.recordErrors.Load(),
-		ClaimErrors: c.claimErrors.Load(),
+		Recovered: c.recovered.Load(), Superseded: c.superseded.Load(), Unacknowledged: c.unacknowledged.Load(),
+		RecordErrors: c.recordErrors.Load(), ClaimErrors: c.claimErrors.Load(),
 	}
 }
