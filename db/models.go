@@ -93,6 +93,8 @@ type StepeventsTemplateStep struct {
 	BackoffBaseMs  int32
 	MaxBackoffMs   int32
 	TimeoutSeconds int32
+	// longest chain of dependencies above the step (0: no parents), computed by apply_template
+	Depth int32
 }
 
 type StepeventsWorkflowStep struct {

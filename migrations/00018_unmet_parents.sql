@@ -27,7 +27,8 @@
 -- edges after each kind of transition.
 --
 -- The children are locked in (depth, step_uuid) order, depth being the
--- longest chain of dependencies above a step: a parent before its
+-- longest chain of dependencies above a step (apply_template computes it
+-- once per template, create_task copies it): a parent before its
 -- children, whoever locks them. In step_uuid order alone, completing a
 -- (children b and c, c also a child of b) could lock c and wait for b while
 -- an operator's resolve of b held b and waited for c: a deadlock that a
@@ -39,35 +40,121 @@
 -- +goose Up
 ALTER TABLE stepevents.workflow_steps ADD COLUMN unmet_parents integer NOT NULL DEFAULT 0,
                                       ADD COLUMN depth integer NOT NULL DEFAULT 0;
+ALTER TABLE stepevents.template_steps ADD COLUMN depth integer NOT NULL DEFAULT 0;
 COMMENT ON COLUMN stepevents.workflow_steps.unmet_parents IS
     'parents neither complete nor resolved_manually: the claim index holds pending steps whose count is 0';
 COMMENT ON COLUMN stepevents.workflow_steps.depth IS
     'longest chain of dependencies above the step (0: no parents); children are locked in (depth, step_uuid) order';
+COMMENT ON COLUMN stepevents.template_steps.depth IS
+    'longest chain of dependencies above the step (0: no parents), computed by apply_template';
 
--- Both for the steps that exist, in one pass. A step's depth is the
--- longest path to it along the edges; UNION keeps one row per step and
--- depth, so the paths themselves are never enumerated.
-WITH RECURSIVE chain(step_uuid, depth) AS (
-    SELECT e.to_step_uuid, 1 FROM stepevents.workflow_step_edges e
+-- depth of the steps of templates applied before, as apply_template now
+-- computes it (see there), all templates at once.
+WITH RECURSIVE dep AS (
+    SELECT ts.template_id, ts.name AS child, d.name AS parent
+    FROM stepevents.template_steps ts CROSS JOIN LATERAL unnest(ts.dependencies) AS d(name)
+), chain(template_id, name, depth) AS (
+    SELECT ts.template_id, ts.name, 0 FROM stepevents.template_steps ts WHERE cardinality(ts.dependencies) = 0
     UNION
-    SELECT e.to_step_uuid, c.depth + 1
-    FROM chain c
-    JOIN stepevents.workflow_step_edges e ON e.from_step_uuid = c.step_uuid
-    WHERE c.depth < (SELECT count(*) FROM stepevents.workflow_steps) -- no cycle can make it loop
+    SELECT dep.template_id, dep.child, c.depth + 1
+    FROM chain c JOIN dep ON dep.template_id = c.template_id AND dep.parent = c.name
+    WHERE c.depth < (SELECT count(*) FROM stepevents.template_steps)
 )
-UPDATE stepevents.workflow_steps s SET unmet_parents = coalesce(u.n, 0), depth = coalesce(d.depth, 0)
-FROM stepevents.workflow_steps x
-LEFT JOIN (SELECT e.to_step_uuid, count(*) AS n
-           FROM stepevents.workflow_step_edges e
-           JOIN stepevents.workflow_steps p ON p.step_uuid = e.from_step_uuid
-           WHERE p.state NOT IN ('complete', 'resolved_manually')
-           GROUP BY e.to_step_uuid) u ON u.to_step_uuid = x.step_uuid
-LEFT JOIN (SELECT step_uuid, max(depth) AS depth FROM chain GROUP BY step_uuid) d ON d.step_uuid = x.step_uuid
-WHERE s.step_uuid = x.step_uuid AND (u.n IS NOT NULL OR d.depth IS NOT NULL);
+UPDATE stepevents.template_steps ts SET depth = d.depth
+FROM (SELECT template_id, name, max(depth) AS depth FROM chain GROUP BY template_id, name) d
+WHERE ts.template_id = d.template_id AND ts.name = d.name AND d.depth > 0;
+
+-- The existing steps: their template step's depth, and their parents not
+-- done. Steps without parents (depth 0, no edge) are not rewritten.
+UPDATE stepevents.workflow_steps s
+SET depth = ts.depth,
+    unmet_parents = (SELECT count(*)
+                     FROM stepevents.workflow_step_edges e
+                     JOIN stepevents.workflow_steps p ON p.step_uuid = e.from_step_uuid
+                     WHERE e.to_step_uuid = s.step_uuid AND p.state NOT IN ('complete', 'resolved_manually'))
+FROM stepevents.tasks t
+JOIN stepevents.template_steps ts ON ts.template_id = t.template_id
+WHERE t.task_uuid = s.task_uuid AND ts.name = s.name
+  AND (ts.depth > 0 OR EXISTS (SELECT FROM stepevents.workflow_step_edges e WHERE e.to_step_uuid = s.step_uuid));
 
 DROP INDEX stepevents.workflow_steps_claim_order_idx;
 CREATE INDEX workflow_steps_claim_order_idx ON stepevents.workflow_steps (created_at, task_uuid, position, step_uuid)
     WHERE state IN ('pending', 'waiting_for_retry') AND unmet_parents = 0;
+
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION stepevents.apply_template(
+    p_namespace text, p_name text, p_version text, p_description text,
+    p_input_schema jsonb, p_definition jsonb, p_steps jsonb, p_events jsonb)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id bigint;
+    v_existing jsonb;
+BEGIN
+    -- Serialise concurrent applies of the same template (FOR UPDATE cannot
+    -- lock a row that does not exist yet): replicas applying at startup
+    -- then see each other's row instead of a unique violation.
+    PERFORM pg_advisory_xact_lock(hashtext('stepevents.template:' || p_namespace || '/' || p_name || '@' || p_version));
+    SELECT template_id, definition INTO v_id, v_existing
+    FROM stepevents.task_templates
+    WHERE namespace = p_namespace AND name = p_name AND version = p_version
+    FOR UPDATE;
+    IF FOUND THEN
+        IF v_existing IS DISTINCT FROM p_definition THEN
+            RAISE EXCEPTION 'template %/%@% is already applied with a different definition; bump its version',
+                p_namespace, p_name, p_version USING ERRCODE = 'SE005';
+        END IF;
+    ELSE
+        INSERT INTO stepevents.task_templates (namespace, name, version, description, input_schema, definition)
+        VALUES (p_namespace, p_name, p_version, coalesce(p_description, ''), p_input_schema, p_definition)
+        RETURNING template_id INTO v_id;
+
+        INSERT INTO stepevents.template_steps (template_id, name, position, handler, dependencies, retryable,
+                                               max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds)
+        SELECT v_id, s.name, s.position, s.handler, coalesce(s.dependencies, '{}'), s.retryable,
+               s.max_attempts, s.backoff, s.backoff_base_ms, s.max_backoff_ms, coalesce(s.timeout_seconds, 0)
+        FROM jsonb_to_recordset(p_steps) AS s(name text, position integer, handler text, dependencies text[],
+            retryable boolean, max_attempts integer, backoff text, backoff_base_ms integer, max_backoff_ms integer,
+            timeout_seconds integer);
+
+        -- depth: the longest chain of dependencies above each step, once
+        -- per template (create_task copies it). From the roots down, one
+        -- row per step and chain length; the bound stops a cycle, which
+        -- the template loader refuses anyway.
+        WITH RECURSIVE dep AS (
+            SELECT ts.name AS child, d.name AS parent
+            FROM stepevents.template_steps ts CROSS JOIN LATERAL unnest(ts.dependencies) AS d(name)
+            WHERE ts.template_id = v_id
+        ), chain(name, depth) AS (
+            SELECT ts.name, 0 FROM stepevents.template_steps ts
+            WHERE ts.template_id = v_id AND cardinality(ts.dependencies) = 0
+            UNION
+            SELECT dep.child, c.depth + 1
+            FROM chain c JOIN dep ON dep.parent = c.name
+            WHERE c.depth < (SELECT count(*) FROM stepevents.template_steps n WHERE n.template_id = v_id)
+        )
+        UPDATE stepevents.template_steps ts SET depth = d.depth
+        FROM (SELECT name, max(depth) AS depth FROM chain GROUP BY name) d
+        WHERE ts.template_id = v_id AND ts.name = d.name AND d.depth > 0;
+
+        INSERT INTO stepevents.event_declarations (template_id, step_name, position, event_name, description,
+                                                   condition, delivery_mode, publisher, schema, durable_redact)
+        SELECT v_id, e.step_name, e.position, e.event_name, coalesce(e.description, ''), e.condition,
+               e.delivery_mode, nullif(e.publisher, ''), e.schema, coalesce(e.durable_redact, '{}')
+        FROM jsonb_to_recordset(coalesce(p_events, '[]')) AS e(step_name text, position integer, event_name text,
+            description text, condition text, delivery_mode text, publisher text, schema jsonb,
+            durable_redact text[]);
+    END IF;
+
+    PERFORM pgmq.create(p_namespace || '_domain_events');
+    PERFORM pgmq.create(p_namespace || '_domain_events_dlq');
+    -- lz4 for the queue's ~2 KB messages (00011). Best effort: false (no
+    -- lz4, not the table's owner, table busy) changes nothing.
+    PERFORM stepevents.compress_queue_messages(p_namespace || '_domain_events');
+    RETURN v_id;
+END
+$$;
+-- +goose StatementEnd
 
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION stepevents.append_transition(s stepevents.workflow_steps, p_to_state text, p_metadata jsonb)
@@ -140,17 +227,7 @@ BEGIN
             coalesce(p_correlation_id, p_task_uuid));
 
     -- Every parent of a new step is unmet: count the edges made below (the
-    -- same join). depth is the longest chain of dependencies above the
-    -- step; the recursion stops at the number of steps, so a cycle (which
-    -- the template loader refuses) cannot make it loop.
-    WITH RECURSIVE chain(name, depth) AS (
-        SELECT ts.name, 0 FROM stepevents.template_steps ts WHERE ts.template_id = t.template_id
-        UNION
-        SELECT ts.name, c.depth + 1
-        FROM chain c
-        JOIN stepevents.template_steps ts ON ts.template_id = t.template_id AND c.name = ANY (ts.dependencies)
-        WHERE c.depth < (SELECT count(*) FROM stepevents.template_steps n WHERE n.template_id = t.template_id)
-    )
+    -- same join). depth comes from the template (apply_template).
     INSERT INTO stepevents.workflow_steps (step_uuid, task_uuid, name, position, handler, retryable, max_attempts,
                                            backoff, backoff_base_ms, max_backoff_ms, timeout_seconds, unmet_parents,
                                            depth)
@@ -159,7 +236,7 @@ BEGIN
            (SELECT count(*)
             FROM unnest(ts.dependencies) AS dep(name)
             JOIN stepevents.template_steps p ON p.template_id = t.template_id AND p.name = dep.name),
-           (SELECT max(c.depth) FROM chain c WHERE c.name = ts.name)
+           ts.depth
     FROM stepevents.template_steps ts
     WHERE ts.template_id = t.template_id;
 
@@ -221,8 +298,8 @@ $$;
 -- +goose StatementEnd
 
 -- +goose Down
--- The functions as 00013 (append_transition), 00014 (create_task) and 00017
--- (next_claimable_step) define them, verbatim.
+-- The functions as 00013 (append_transition), 00014 (create_task), 00015
+-- (apply_template) and 00017 (next_claimable_step) define them, verbatim.
 DROP INDEX stepevents.workflow_steps_claim_order_idx;
 CREATE INDEX workflow_steps_claim_order_idx ON stepevents.workflow_steps (created_at, task_uuid, position, step_uuid)
     WHERE state IN ('pending', 'waiting_for_retry');
@@ -344,4 +421,60 @@ END
 $$;
 -- +goose StatementEnd
 
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION stepevents.apply_template(
+    p_namespace text, p_name text, p_version text, p_description text,
+    p_input_schema jsonb, p_definition jsonb, p_steps jsonb, p_events jsonb)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_id bigint;
+    v_existing jsonb;
+BEGIN
+    -- Serialise concurrent applies of the same template (FOR UPDATE cannot
+    -- lock a row that does not exist yet): replicas applying at startup
+    -- then see each other's row instead of a unique violation.
+    PERFORM pg_advisory_xact_lock(hashtext('stepevents.template:' || p_namespace || '/' || p_name || '@' || p_version));
+    SELECT template_id, definition INTO v_id, v_existing
+    FROM stepevents.task_templates
+    WHERE namespace = p_namespace AND name = p_name AND version = p_version
+    FOR UPDATE;
+    IF FOUND THEN
+        IF v_existing IS DISTINCT FROM p_definition THEN
+            RAISE EXCEPTION 'template %/%@% is already applied with a different definition; bump its version',
+                p_namespace, p_name, p_version USING ERRCODE = 'SE005';
+        END IF;
+    ELSE
+        INSERT INTO stepevents.task_templates (namespace, name, version, description, input_schema, definition)
+        VALUES (p_namespace, p_name, p_version, coalesce(p_description, ''), p_input_schema, p_definition)
+        RETURNING template_id INTO v_id;
+
+        INSERT INTO stepevents.template_steps (template_id, name, position, handler, dependencies, retryable,
+                                               max_attempts, backoff, backoff_base_ms, max_backoff_ms, timeout_seconds)
+        SELECT v_id, s.name, s.position, s.handler, coalesce(s.dependencies, '{}'), s.retryable,
+               s.max_attempts, s.backoff, s.backoff_base_ms, s.max_backoff_ms, coalesce(s.timeout_seconds, 0)
+        FROM jsonb_to_recordset(p_steps) AS s(name text, position integer, handler text, dependencies text[],
+            retryable boolean, max_attempts integer, backoff text, backoff_base_ms integer, max_backoff_ms integer,
+            timeout_seconds integer);
+
+        INSERT INTO stepevents.event_declarations (template_id, step_name, position, event_name, description,
+                                                   condition, delivery_mode, publisher, schema, durable_redact)
+        SELECT v_id, e.step_name, e.position, e.event_name, coalesce(e.description, ''), e.condition,
+               e.delivery_mode, nullif(e.publisher, ''), e.schema, coalesce(e.durable_redact, '{}')
+        FROM jsonb_to_recordset(coalesce(p_events, '[]')) AS e(step_name text, position integer, event_name text,
+            description text, condition text, delivery_mode text, publisher text, schema jsonb,
+            durable_redact text[]);
+    END IF;
+
+    PERFORM pgmq.create(p_namespace || '_domain_events');
+    PERFORM pgmq.create(p_namespace || '_domain_events_dlq');
+    -- lz4 for the queue's ~2 KB messages (00011). Best effort: false (no
+    -- lz4, not the table's owner, table busy) changes nothing.
+    PERFORM stepevents.compress_queue_messages(p_namespace || '_domain_events');
+    RETURN v_id;
+END
+$$;
+-- +goose StatementEnd
+
 ALTER TABLE stepevents.workflow_steps DROP COLUMN unmet_parents, DROP COLUMN depth;
+ALTER TABLE stepevents.template_steps DROP COLUMN depth;
