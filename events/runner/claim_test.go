@@ -142,8 +142,7 @@ func TestClaimPassesOverFailedTasks(t *testing.T) {
 		'{"message": "boom"}', true) FROM stepevents.workflow_steps WHERE name = 'a'`)
 	require.NoError(t, err)
 	require.Equal(t, 3*failed, b.count(t, `SELECT count(*) FROM stepevents.workflow_steps WHERE state = 'pending'`))
-	newer, err := b.client.CreateTask(ctx, events.CreateTaskParams{Namespace: "diamond", Name: "diamond"})
-	require.NoError(t, err)
+	newer := newDiamondTask(t, b)
 
 	got, read := claimCountingRows(t, b.pool, 1, nil)
 	require.Len(t, got, 1)
@@ -225,6 +224,15 @@ func applyDiamond(t *testing.T, b *bundle) {
 	require.NoError(t, b.client.ApplyTemplate(context.Background(), tpl))
 }
 
+// newDiamondTask creates one task of the diamond template (applyDiamond
+// first) and returns its uuid.
+func newDiamondTask(t *testing.T, b *bundle) uuid.UUID {
+	t.Helper()
+	task, err := b.client.CreateTask(context.Background(), events.CreateTaskParams{Namespace: "diamond", Name: "diamond"})
+	require.NoError(t, err)
+	return task
+}
+
 // TestTwoClaimsOfSeveralStepsDoNotDeadlock: a claim of several steps moves
 // forward in claim order only. Were it to go back (to a step of task A
 // that was held when it passed it) after taking task B's row, it would
@@ -238,8 +246,7 @@ func TestTwoClaimsOfSeveralStepsDoNotDeadlock(t *testing.T) {
 	var tasks []uuid.UUID
 	var steps []map[string]uuid.UUID
 	for range 2 {
-		task, err := b.client.CreateTask(ctx, events.CreateTaskParams{Namespace: "diamond", Name: "diamond"})
-		require.NoError(t, err)
+		task := newDiamondTask(t, b)
 		list, err := events.TaskSteps(ctx, b.pool, task)
 		require.NoError(t, err)
 		m := map[string]uuid.UUID{}
@@ -303,11 +310,10 @@ func TestClaimTakesStepsThatTieInClaimOrder(t *testing.T) {
 	ctx := context.Background()
 	b := setup(t, 0)
 	applyDiamond(t, b)
-	task, err := b.client.CreateTask(ctx, events.CreateTaskParams{Namespace: "diamond", Name: "diamond"})
-	require.NoError(t, err)
+	task := newDiamondTask(t, b)
 	got := claim(t, b.pool, 10, nil)
 	require.Len(t, got, 1)
-	_, err = b.client.CompleteStep(ctx, got[0].Step, json.RawMessage(`{}`))
+	_, err := b.client.CompleteStep(ctx, got[0].Step, json.RawMessage(`{}`))
 	require.NoError(t, err)
 	_, err = b.pool.Exec(ctx, `UPDATE stepevents.workflow_steps SET position = 0 WHERE task_uuid = $1`, task)
 	require.NoError(t, err)

@@ -171,8 +171,7 @@ func TestRecordedUnderClaim(t *testing.T) {
 	ctx := context.Background()
 	b := setup(t, 0)
 	applyDiamond(t, b)
-	task, err := b.client.CreateTask(ctx, events.CreateTaskParams{Namespace: "diamond", Name: "diamond"})
-	require.NoError(t, err)
+	task := newDiamondTask(t, b)
 	claimA := func() (uuid.UUID, int64) {
 		t.Helper()
 		var step uuid.UUID
@@ -194,7 +193,7 @@ func TestRecordedUnderClaim(t *testing.T) {
 	}
 
 	step, first := claimA()
-	_, err = b.client.FailClaimedStep(ctx, step, first, events.Failure{Message: "attempt abandoned"})
+	_, err := b.client.FailClaimedStep(ctx, step, first, events.Failure{Message: "attempt abandoned"})
 	require.NoError(t, err)
 	require.True(t, recorded(step, first, false, "", "attempt abandoned"))
 	require.False(t, recorded(step, first, false, "", "boom"), "another failure ended it")
