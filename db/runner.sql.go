@@ -147,26 +147,27 @@ SELECT EXISTS (
     JOIN stepevents.workflow_steps s ON s.step_uuid = c.step_uuid
     WHERE c.transition_id = $1::bigint AND c.step_uuid = $2::uuid AND c.to_state = 'in_progress'
       AND CASE WHEN $3::boolean
-               THEN tr.to_state = 'complete' AND s.results = $4::jsonb
+               THEN tr.to_state = 'complete' AND s.results = coalesce($4::jsonb, 'null'::jsonb)
                ELSE tr.to_state IN ('waiting_for_retry', 'error')
-                    AND tr.metadata->'error' = to_jsonb($5::text)
+                    AND tr.metadata->'error' = $5::jsonb
                     AND (tr.metadata->>'permanent')::boolean = $6::boolean
           END
 ) AS recorded
 `
 
 type RecordedUnderClaimParams struct {
-	ClaimID      int64
-	StepUuid     uuid.UUID
-	Succeeded    bool
-	Result       []byte
-	ErrorMessage string
-	Permanent    bool
+	ClaimID          int64
+	StepUuid         uuid.UUID
+	Succeeded        bool
+	Result           []byte
+	ErrorMessageJson []byte
+	Permanent        bool
 }
 
 // Whether the attempt that claim claim_id started was ended by this very
-// outcome: completed with result, or failed with error_message and
-// permanent. The runner asks it when a retried recording finds the attempt
+// outcome: completed with result (none: JSON null, as complete_step stores
+// it), or failed with the message error_message_json (JSON-encoded as the
+// error document encodes it) and permanent. The runner asks it when a retried recording finds the attempt
 // over, to recognise an earlier try that committed but whose reply was lost
 // (the closing transition is the one after the claim's; complete is
 // terminal, so the step's results are still the ones recorded).
@@ -176,7 +177,7 @@ func (q *Queries) RecordedUnderClaim(ctx context.Context, db DBTX, arg RecordedU
 		arg.StepUuid,
 		arg.Succeeded,
 		arg.Result,
-		arg.ErrorMessage,
+		arg.ErrorMessageJson,
 		arg.Permanent,
 	)
 	var recorded bool

@@ -27,8 +27,9 @@ FOR UPDATE;
 
 -- name: RecordedUnderClaim :one
 -- Whether the attempt that claim claim_id started was ended by this very
--- outcome: completed with result, or failed with error_message and
--- permanent. The runner asks it when a retried recording finds the attempt
+-- outcome: completed with result (none: JSON null, as complete_step stores
+-- it), or failed with the message error_message_json (JSON-encoded as the
+-- error document encodes it) and permanent. The runner asks it when a retried recording finds the attempt
 -- over, to recognise an earlier try that committed but whose reply was lost
 -- (the closing transition is the one after the claim's; complete is
 -- terminal, so the step's results are still the ones recorded).
@@ -38,9 +39,9 @@ SELECT EXISTS (
     JOIN stepevents.workflow_steps s ON s.step_uuid = c.step_uuid
     WHERE c.transition_id = @claim_id::bigint AND c.step_uuid = @step_uuid::uuid AND c.to_state = 'in_progress'
       AND CASE WHEN @succeeded::boolean
-               THEN tr.to_state = 'complete' AND s.results = sqlc.narg(result)::jsonb
+               THEN tr.to_state = 'complete' AND s.results = coalesce(sqlc.narg(result)::jsonb, 'null'::jsonb)
                ELSE tr.to_state IN ('waiting_for_retry', 'error')
-                    AND tr.metadata->'error' = to_jsonb(@error_message::text)
+                    AND tr.metadata->'error' = @error_message_json::jsonb
                     AND (tr.metadata->>'permanent')::boolean = @permanent::boolean
           END
 ) AS recorded;

@@ -166,9 +166,15 @@ func (r *Runner) recordRetrying(ctx context.Context, j *job, o outcome,
 // RecordedUnderClaim). An error reading it counts as no: the outcome is
 // then reported superseded, as before this check existed.
 func (r *Runner) recordedEarlier(ctx context.Context, j *job, o outcome) bool {
+	// Encoded as the error document encodes it (events.Client.FailStep):
+	// invalid UTF-8 becomes U+FFFD there, and must here too.
+	message, err := json.Marshal(o.failure.Message)
+	if err != nil {
+		return false
+	}
 	mine, err := r.queries.RecordedUnderClaim(ctx, r.pool, db.RecordedUnderClaimParams{
 		ClaimID: j.claim, StepUuid: j.step.StepUUID, Succeeded: o.succeeded, Result: o.result,
-		ErrorMessage: o.failure.Message, Permanent: o.failure.Permanent})
+		ErrorMessageJson: message, Permanent: o.failure.Permanent})
 	if err != nil {
 		r.logger.Warn("stepevents runner: could not check whether an earlier try recorded the outcome",
 			slog.String("step_uuid", j.step.StepUUID.String()), slog.String("err", err.Error()))

@@ -96,14 +96,17 @@ func TestLostCommitReplyIsRecorded(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name      string
-		fail      bool
+		result    json.RawMessage
+		err       error
 		state     string
 		queued    int
 		completed uint64
 		failed    uint64
 	}{
-		{"success", false, "complete", 1, 1, 0},
-		{"failure", true, "waiting_for_retry", 0, 0, 1},
+		{"success", json.RawMessage(`{"done": true}`), nil, "complete", 1, 1, 0},
+		{"success without a result", nil, nil, "complete", 1, 1, 0},
+		{"failure", nil, errors.New("boom"), "waiting_for_retry", 0, 0, 1},
+		{"failure with invalid UTF-8", nil, errors.New("bad \xff byte"), "waiting_for_retry", 0, 0, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -127,10 +130,7 @@ func TestLostCommitReplyIsRecorded(t *testing.T) {
 
 			handler := func(context.Context, events.Step, events.Task) (json.RawMessage, error) {
 				proxy.armed.Store(true) // the next COMMIT is this outcome's
-				if tc.fail {
-					return nil, errors.New("boom")
-				}
-				return json.RawMessage(`{"done": true}`), nil
+				return tc.result, tc.err
 			}
 			r, err := runner.New(client, pool, runner.Config{Workers: 1, PollInterval: 5 * time.Millisecond,
 				RecoverInterval: -1, Handlers: map[string]runner.HandlerFunc{"bench.work": handler}})
@@ -186,8 +186,10 @@ func TestRecordedUnderClaim(t *testing.T) {
 		if succeeded {
 			res = []byte(result)
 		}
+		msg, err := json.Marshal(message)
+		require.NoError(t, err)
 		ok, err := db.New().RecordedUnderClaim(ctx, b.pool, db.RecordedUnderClaimParams{ClaimID: claim, StepUuid: step,
-			Succeeded: succeeded, Result: res, ErrorMessage: message})
+			Succeeded: succeeded, Result: res, ErrorMessageJson: msg})
 		require.NoError(t, err)
 		return ok
 	}

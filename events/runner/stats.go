@@ -23,7 +23,9 @@ type Stats struct {
 	Recovered uint64 `json:"recovered"`
 	// Superseded counts outcomes discarded because their attempt was no
 	// longer in progress: recovered as stale by a runner meanwhile, or
-	// released or reset (and perhaps claimed again) meanwhile.
+	// released or reset (and perhaps claimed again) meanwhile. An outcome
+	// whose COMMIT reply was lost lands here only when the step's history
+	// could not be read to recognise it (see Unacknowledged).
 	Superseded uint64 `json:"superseded"`
 	// Unacknowledged counts outcomes (each also in Completed or Failed)
 	// that an earlier try committed though the reply to its COMMIT was lost
