@@ -30,9 +30,15 @@ func (b *bundle) diamondTask(t *testing.T) []events.Step {
 // step's count against the edges after its randomized run).
 func unmetParents(t *testing.T, b *bundle, task uuid.UUID) map[string]int {
 	t.Helper()
-	got := map[string]int{}
-	rows, err := b.pool.Query(b.ctx, `SELECT name, unmet_parents FROM stepevents.workflow_steps WHERE task_uuid = $1`, task)
+	return stepIntegers(t, b, task, "unmet_parents")
+}
+
+// stepIntegers reads an integer column of task's steps, by step name.
+func stepIntegers(t *testing.T, b *bundle, task uuid.UUID, column string) map[string]int {
+	t.Helper()
+	rows, err := b.pool.Query(b.ctx, `SELECT name, `+column+` FROM stepevents.workflow_steps WHERE task_uuid = $1`, task)
 	require.NoError(t, err)
+	got := map[string]int{}
 	for rows.Next() {
 		var name string
 		var n int
@@ -155,17 +161,7 @@ steps:
   - {name: first, handler: {callable: h}}
   - {name: alone, handler: {callable: h}}
 `, "backwards", "backwards")
-	got := map[string]int{}
-	rows, err := b.pool.Query(b.ctx, `SELECT name, depth FROM stepevents.workflow_steps WHERE task_uuid = $1`,
-		steps[0].TaskUUID)
-	require.NoError(t, err)
-	for rows.Next() {
-		var name string
-		var d int
-		require.NoError(t, rows.Scan(&name, &d))
-		got[name] = d
-	}
-	require.NoError(t, rows.Err())
+	got := stepIntegers(t, b, steps[0].TaskUUID, "depth")
 	require.Equal(t, map[string]int{"first": 0, "alone": 0, "middle": 1, "last": 2}, got)
 }
 
