@@ -167,10 +167,11 @@ type RecordedUnderClaimParams struct {
 // Whether the attempt that claim claim_id started was ended by this very
 // outcome: completed with result (none: JSON null, as complete_step stores
 // it), or failed with the message error_message_json (JSON-encoded as the
-// error document encodes it) and permanent. The runner asks it when a retried recording finds the attempt
-// over, to recognise an earlier try that committed but whose reply was lost
-// (the closing transition is the one after the claim's; complete is
-// terminal, so the step's results are still the ones recorded).
+// error document encodes it) and permanent. The runner asks it when a
+// retried recording finds the attempt over, to recognise an earlier try
+// that committed but whose reply was lost (the closing transition is the
+// one after the claim's; complete is terminal, so the step's results are
+// still the ones recorded).
 func (q *Queries) RecordedUnderClaim(ctx context.Context, db DBTX, arg RecordedUnderClaimParams) (bool, error) {
 	row := db.QueryRow(ctx, recordedUnderClaim,
 		arg.ClaimID,

@@ -14,8 +14,9 @@
 -- decremented by append_transition, the gate every state change passes,
 -- when a step enters complete or resolved_manually; both are terminal, so
 -- a count never goes back up. No step is marked ahead of time and nothing
--- is skipped under SKIP LOCKED, so the two ways session 4's "blocked"
--- marks could leave a runnable step unclaimed do not arise: a step's count
+-- is skipped under SKIP LOCKED, so the two ways an earlier, reverted design
+-- ("blocked" marks; BENCHMARKS.md, what was tried) could leave a runnable
+-- step unclaimed do not arise: a step's count
 -- reaches 0 in the same transaction as its last parent's completion, and
 -- rolls back with it.
 --
@@ -23,8 +24,9 @@
 -- get_step_readiness_status read the edges as before, next_claimable_step
 -- keeps its NOT EXISTS test and claim_ready_steps asks the view under the
 -- lock. A wrong count can only hide a step from claims, never start one
--- early; TestUnmetParentsFollowEveryTransition checks the count against the
--- edges after each kind of transition.
+-- early; TestUnmetParentsFollowEveryTransition checks the counts after each
+-- kind of transition, and test/fault's invariants check every count against
+-- the edges after its randomized run.
 --
 -- The children are locked in (depth, step_uuid) order, depth being the
 -- longest chain of dependencies above a step (apply_template computes it

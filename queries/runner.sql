@@ -29,10 +29,11 @@ FOR UPDATE;
 -- Whether the attempt that claim claim_id started was ended by this very
 -- outcome: completed with result (none: JSON null, as complete_step stores
 -- it), or failed with the message error_message_json (JSON-encoded as the
--- error document encodes it) and permanent. The runner asks it when a retried recording finds the attempt
--- over, to recognise an earlier try that committed but whose reply was lost
--- (the closing transition is the one after the claim's; complete is
--- terminal, so the step's results are still the ones recorded).
+-- error document encodes it) and permanent. The runner asks it when a
+-- retried recording finds the attempt over, to recognise an earlier try
+-- that committed but whose reply was lost (the closing transition is the
+-- one after the claim's; complete is terminal, so the step's results are
+-- still the ones recorded).
 SELECT EXISTS (
     SELECT FROM stepevents.workflow_step_transitions c
     JOIN stepevents.workflow_step_transitions tr ON tr.step_uuid = c.step_uuid AND tr.sort_key = c.sort_key + 1

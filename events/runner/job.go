@@ -167,11 +167,9 @@ func (r *Runner) recordRetrying(ctx context.Context, j *job, o outcome,
 // then reported superseded, as before this check existed.
 func (r *Runner) recordedEarlier(ctx context.Context, j *job, o outcome) bool {
 	// Encoded as the error document encodes it (events.Client.FailStep):
-	// invalid UTF-8 becomes U+FFFD there, and must here too.
-	message, err := json.Marshal(o.failure.Message)
-	if err != nil {
-		return false
-	}
+	// invalid UTF-8 becomes U+FFFD there, and must here too. Encoding a
+	// string cannot fail.
+	message, _ := json.Marshal(o.failure.Message)
 	mine, err := r.queries.RecordedUnderClaim(ctx, r.pool, db.RecordedUnderClaimParams{
 		ClaimID: j.claim, StepUuid: j.step.StepUUID, Succeeded: o.succeeded, Result: o.result,
 		ErrorMessageJson: message, Permanent: o.failure.Permanent})
