@@ -54,7 +54,10 @@
 // publishing path: retryable while attempts remain (the lost attempt
 // counts), error once they are used up, and the failure's declared events
 // (retryable_failure, permanent_failure, failure, always) are published like
-// any other failure's. A runner recovers only steps of handlers it has.
+// any other failure's. A step whose failure cannot be recorded (its
+// publisher keeps erroring) is skipped for that pass, reported in its
+// error, and does not hold up the others. A runner recovers only steps of
+// handlers it has.
 // Give every runner of a handler the same StepTimeout, or set
 // timeout_seconds in the template, so one runner does not declare another's
 // slow-but-alive attempt lost; if it does, the live worker's later result is

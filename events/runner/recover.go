@@ -2,10 +2,12 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"github.com/google/uuid"
 	"log/slog"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/jackc/pgx/v5"
 
@@ -25,36 +27,46 @@ const recoverBatch = 100
 // attempts left, else it ends in error. It returns how many steps it
 // failed. Run calls it every Config.RecoverInterval; call it yourself to
 // recover at other times (e.g. at startup).
+//
+// A step whose recovery fails (say its failure's publisher errors) is
+// skipped for the rest of the pass and the others are still recovered; the
+// error returned joins those failures (at most maxRecoverErrors of them).
 func (r *Runner) RecoverStaleSteps(ctx context.Context) (int, error) {
 	recovered := 0
 	// Steps this pass could not recover are excluded from the next page, so
 	// a batch of unrecoverable steps never hides the others.
 	skipped := []uuid.UUID{}
+	var errs []error
 	for {
 		rows, err := r.queries.StaleSteps(ctx, r.pool, db.StaleStepsParams{
 			OlderThanSeconds: r.cfg.StaleGrace.Seconds(), DefaultTimeoutSeconds: r.cfg.StepTimeout.Seconds(),
 			MaxSteps: recoverBatch, Handlers: r.handlers, Exclude: skipped})
 		if err != nil {
-			return recovered, fmt.Errorf("error listing stale steps: %w", err)
+			return recovered, errors.Join(append(errs, fmt.Errorf("error listing stale steps: %w", err))...)
 		}
-		n := 0
 		for _, row := range rows {
 			ok, err := r.recoverStep(ctx, stepFromRow(row), claimOf(row.ClaimID))
-			if err != nil {
-				return recovered, err
-			}
 			if ok {
-				n++
+				recovered++
 			} else {
 				skipped = append(skipped, row.StepUuid)
 			}
+			if err != nil && len(errs) < maxRecoverErrors {
+				errs = append(errs, err)
+			}
+			if ctx.Err() != nil {
+				return recovered, errors.Join(append(errs, ctx.Err())...)
+			}
 		}
-		recovered += n
 		if len(rows) < recoverBatch {
-			return recovered, nil
+			return recovered, errors.Join(errs...)
 		}
 	}
 }
+
+// maxRecoverErrors bounds the errors one RecoverStaleSteps pass returns: a
+// database outage fails every step alike.
+const maxRecoverErrors = 10
 
 // recoverStep fails one stale step if it is still in the attempt seen,
 // the one claim started.

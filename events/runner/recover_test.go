@@ -3,6 +3,7 @@ package runner_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/stepevents/stepevents/events"
 	"github.com/stepevents/stepevents/events/runner"
+	"github.com/stepevents/stepevents/examples/publishers"
 )
 
 // stepOf returns the uuid of a task's step.
@@ -181,4 +183,61 @@ func TestRecoverSupersedesSlowWorker(t *testing.T) {
 	var result json.RawMessage
 	require.NoError(t, b.pool.QueryRow(ctx, `SELECT results FROM stepevents.workflow_steps WHERE step_uuid = $1`, step).Scan(&result))
 	require.Contains(t, string(result), "validation_timestamp")
+}
+
+// failingFor is PaymentEventPublisher failing for one task's steps.
+type failingFor struct {
+	events.Publisher
+	task uuid.UUID
+}
+
+func (f failingFor) Publish(ctx context.Context, sc *events.StepContext, d events.Declaration) ([]events.Emit, error) {
+	if sc.TaskUUID == f.task {
+		return nil, errors.New("payment service unavailable")
+	}
+	return f.Publisher.Publish(ctx, sc, d)
+}
+
+// TestRecoverSkipsAStepThatCannotBeRecovered: a stale step whose failure
+// cannot be recorded (its publisher errors every time) neither stops the
+// pass nor hides the stale steps behind it; the pass returns its error.
+func TestRecoverSkipsAStepThatCannotBeRecovered(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2)
+	ctx := context.Background()
+	tasks := b.createOrders(t, make([]order, 2))
+	var payments []uuid.UUID
+	for i, task := range tasks {
+		validate := b.stepOf(t, task, validateStep)
+		_, err := events.StartStep(ctx, b.pool, validate)
+		require.NoError(t, err)
+		_, err = b.client.CompleteStep(ctx, validate, resultFor(validateStep, uuid.NewString()))
+		require.NoError(t, err)
+		payment := b.stepOf(t, task, paymentStep)
+		b.crash(t, payment)
+		// The first task's attempt is the older: recovery meets it first.
+		_, err = b.pool.Exec(ctx, `UPDATE stepevents.workflow_steps
+			SET last_attempted_at = last_attempted_at - make_interval(hours => $2) WHERE step_uuid = $1`, payment, 2-i)
+		require.NoError(t, err)
+		payments = append(payments, payment)
+	}
+
+	client, err := events.NewClient(ctx, b.pool, &events.Config{Publishers: []events.Publisher{
+		failingFor{Publisher: publishers.PaymentEventPublisher{}, task: tasks[0]},
+		publishers.NotificationEventPublisher{}}})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, client.Close(context.Background())) })
+	r, err := runner.New(client, b.pool, runner.Config{StepTimeout: time.Minute, StaleGrace: time.Minute,
+		RecoverInterval: -1, Handlers: b.orderHandlers(0)})
+	require.NoError(t, err)
+
+	n, err := r.RecoverStaleSteps(ctx)
+	require.ErrorIs(t, err, events.ErrPublisher)
+	require.ErrorContains(t, err, payments[0].String())
+	require.Equal(t, 1, n)
+	state, _, typ, _ := b.stepState(t, payments[0])
+	require.Equal(t, []string{"in_progress", ""}, []string{state, typ}, "nothing of the failed recovery was recorded")
+	state, _, typ, _ = b.stepState(t, payments[1])
+	require.Equal(t, []string{"waiting_for_retry", runner.TypeStaleAttempt}, []string{state, typ},
+		"the stale step behind it is recovered")
 }
