@@ -11,6 +11,17 @@ import (
 	"github.com/google/uuid"
 )
 
+const abortTransaction = `-- name: AbortTransaction :exec
+SELECT stepevents.abort_transaction($1::text)
+`
+
+// Fails on purpose (SE007): the caller's transaction recorded a step whose
+// events could not be built or sent, and must not commit.
+func (q *Queries) AbortTransaction(ctx context.Context, db DBTX, reason string) error {
+	_, err := db.Exec(ctx, abortTransaction, reason)
+	return err
+}
+
 const emitEvents = `-- name: EmitEvents :one
 SELECT stepevents.emit_events(
     $1::text, $2::jsonb[], $3::jsonb[], $4::text, $5::text[],

@@ -161,12 +161,13 @@ func (c *Client) Close(ctx context.Context) error {
 	return c.notifier.close(ctx)
 }
 
-// InTx runs fn in a transaction and commits it; then it releases the fast
+// InTx runs fn in a READ COMMITTED transaction (what step operations need,
+// whatever the server's default) and commits it; then it releases the fast
 // events that CompleteStepTx / FailStepTx collected on that transaction
 // (after-commit mode). On error or panic the transaction rolls back and no
 // fast event is released.
 func (c *Client) InTx(ctx context.Context, fn func(ctx context.Context, tx pgx.Tx) error) error {
-	tx, err := c.pool.Begin(ctx)
+	tx, err := c.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
 		return fmt.Errorf("error beginning transaction: %w", err)
 	}

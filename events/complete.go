@@ -77,6 +77,13 @@ func (b *fastBatch) take() []fastItem { it := b.items; b.items = nil; return it 
 // nothing fires). After-commit fast events are released by InTx, or by
 // ReleaseFast once the caller has committed tx.
 //
+// tx must be READ COMMITTED (step operations refuse other isolation levels
+// with ErrInvalidInput). An error leaves tx aborted, also when it arose in
+// Go after the step was recorded (a publisher error, an invalid event): tx
+// can only roll back, so a step never commits without its declared events.
+// To go on with tx after a failed recording, make a savepoint first
+// (tx.Begin) and roll back to it.
+//
 // Record one step per transaction: it locks the step row, then its task
 // row, so a transaction recording two steps of one task can deadlock with a
 // worker recording the second. InTx tracks tx itself, not savepoints made
@@ -86,7 +93,7 @@ func (c *Client) CompleteStepTx(ctx context.Context, tx pgx.Tx, stepUUID uuid.UU
 	if err != nil {
 		return nil, err
 	}
-	return c.record(ctx, inTx(tx), stepUUID, p)
+	return c.recordInTx(ctx, tx, stepUUID, p)
 }
 
 // FailStepTx records a failed attempt and publishes the declared events in
@@ -98,7 +105,7 @@ func (c *Client) FailStepTx(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, 
 	if err != nil {
 		return nil, err
 	}
-	return c.record(ctx, inTx(tx), stepUUID, p)
+	return c.recordInTx(ctx, tx, stepUUID, p)
 }
 
 // CompleteStep is CompleteStepTx in a transaction of its own, in two round
@@ -170,6 +177,23 @@ func failureParams(stepUUID uuid.UUID, f Failure) (db.RecordStepResultParams, er
 		p.RetryAfterSeconds = &s
 	}
 	return p, nil
+}
+
+// recordInTx records p in the caller's tx. Once record_step_result has run,
+// the step is recorded in tx whether or not its events follow, so on any
+// error tx is left aborted: it can only roll back, never commit the step
+// without its events.
+func (c *Client) recordInTx(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, p db.RecordStepResultParams) (*Completion, error) {
+	comp, err := c.record(ctx, inTx(tx), stepUUID, p)
+	if err != nil {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		// It fails by design (SE007), or because tx already is aborted or
+		// its connection gone; either way tx cannot commit.
+		_ = c.queries.AbortTransaction(actx, tx, err.Error())
+		return nil, err
+	}
+	return comp, nil
 }
 
 // recordAlone records p in its own transaction (see pipelined) and

@@ -85,7 +85,11 @@ func (c *Client) beginOwnTx(ctx context.Context) (*ownTx, error) {
 }
 
 // first runs the transaction's first statement, preceded by BEGIN.
-func (t *ownTx) first() pipelined { return pipelined{conn: t.conn, before: "BEGIN"} }
+// READ COMMITTED whatever the server's default: step operations need it
+// (stepevents.refresh_task_state).
+func (t *ownTx) first() pipelined {
+	return pipelined{conn: t.conn, before: "BEGIN ISOLATION LEVEL READ COMMITTED"}
+}
 
 // last runs the transaction's last statement, followed by COMMIT.
 func (t *ownTx) last() pipelined { return pipelined{conn: t.conn, after: "COMMIT"} }

@@ -12,3 +12,8 @@ SELECT stepevents.emit_events(
 
 -- name: GetStashedEvents :many
 SELECT event_id, event FROM stepevents.fast_event_stash WHERE event_id = ANY (@event_ids::uuid[]);
+
+-- name: AbortTransaction :exec
+-- Fails on purpose (SE007): the caller's transaction recorded a step whose
+-- events could not be built or sent, and must not commit.
+SELECT stepevents.abort_transaction(@reason::text);

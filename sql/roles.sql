@@ -217,7 +217,7 @@ BEGIN
             ('backoff_seconds', 'stepevents_producer'), ('should_publish', 'stepevents_producer'),
             ('require_in_progress', 'stepevents_producer'), ('claim_ready_steps', 'stepevents_producer'),
             ('next_claimable_step', 'stepevents_producer'),
-            ('stale_steps', 'stepevents_producer'),
+            ('stale_steps', 'stepevents_producer'), ('abort_transaction', 'stepevents_producer'),
             ('dead_letter', 'stepevents_consumer')
         ) AS g(name, role) ON g.name = p.proname
         WHERE p.pronamespace = 'stepevents'::regnamespace

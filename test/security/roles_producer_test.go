@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stepevents/stepevents/events"
@@ -66,6 +67,22 @@ func TestProducerRecordsAndPublishes(t *testing.T) {
 	comp, err = client.CompleteClaimedStep(ctx, claimed.StepUUID, claimed.ClaimID, []byte(validateResult))
 	require.NoError(t, err)
 	require.Equal(t, "order.validated", comp.Published[0].Name)
+
+	// A recording that fails in Go leaves the producer's transaction aborted
+	// (stepevents.abort_transaction): the producer may call it.
+	requireCanAbort(t, pool)
+}
+
+// requireCanAbort checks that pool's role may run stepevents.abort_transaction:
+// it answers SE007 (by design), not 42501.
+func requireCanAbort(t *testing.T, pool interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}) {
+	t.Helper()
+	_, err := pool.Exec(context.Background(), `SELECT stepevents.abort_transaction('test')`)
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, err, &pgErr)
+	require.Equal(t, "SE007", pgErr.Code, "abort_transaction as the producer: %v", err)
 }
 
 // claimAs claims one ready step of handler as the runner does.

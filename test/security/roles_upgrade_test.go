@@ -67,6 +67,7 @@ func TestProducerKeepsWorkingAfterAnUpgrade(t *testing.T) {
 			comp, err := client.CompleteClaimedStep(ctx, claimed.StepUUID, claimed.ClaimID, []byte(validateResult))
 			require.NoError(t, err)
 			require.NotEmpty(t, comp.Published)
+			requireCanAbort(t, pool)
 		})
 	}
 }
