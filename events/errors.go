@@ -3,6 +3,7 @@ package events
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -26,6 +27,9 @@ var (
 	ErrPublisher = errors.New("publisher error")
 	// ErrQueueMissing: the namespace's pgmq queue does not exist (apply the template first).
 	ErrQueueMissing = errors.New("queue missing")
+	// ErrNotMigrated: the database lacks stepevents' schema, pgmq, or a part
+	// a newer migration adds. Nothing changed.
+	ErrNotMigrated = errors.New("database not migrated (run: stepevents migrate up)")
 	// ErrSuperseded: an outcome recorded under a claim (CompleteClaimedStep,
 	// FailClaimedStep) whose attempt is over: the step was released, reset,
 	// failed or completed since, maybe claimed again. Nothing was recorded.
@@ -43,6 +47,9 @@ const (
 	codeInvalid           = "SE005"
 	codeSuperseded        = "SE006"
 	codeUndefinedTable    = "42P01"
+	codeUndefinedSchema   = "3F000"
+	codeUndefinedFunction = "42883"
+	codeUndefinedColumn   = "42703"
 	codeInvalidText       = "22P02"
 	codeUntranslatable    = "22P05"
 	codeBadEncoding       = "22021"
@@ -72,12 +79,25 @@ func mapError(err error, doing string) error {
 			sentinel = ErrSuperseded
 		case codeInvalid, codeUnknownCondition, codeInvalidText, codeUntranslatable, codeBadEncoding, codeCheckViolation:
 			sentinel = ErrInvalidInput
-		case codeUndefinedTable:
-			sentinel = ErrQueueMissing
+		case codeUndefinedTable, codeUndefinedSchema, codeUndefinedFunction, codeUndefinedColumn:
+			sentinel = missingObject(pgErr)
 		}
 		if sentinel != nil {
 			return fmt.Errorf("%s: %s: %w", doing, pgErr.Message, sentinel)
 		}
 	}
 	return fmt.Errorf("%s: %w", doing, err)
+}
+
+// missingObject tells a namespace queue not created yet (a pgmq queue
+// table) from a database that is not migrated (stepevents' or pgmq's own
+// objects absent). Errors about other objects are the caller's own.
+func missingObject(pgErr *pgconn.PgError) error {
+	switch {
+	case pgErr.Code == codeUndefinedTable && strings.Contains(pgErr.Message, `"pgmq.q_`):
+		return ErrQueueMissing
+	case strings.Contains(pgErr.Message, "stepevents"), strings.Contains(pgErr.Message, "pgmq"):
+		return ErrNotMigrated
+	}
+	return nil
 }

@@ -200,7 +200,7 @@ func (r *Runner) lockAttempt(ctx context.Context, tx pgx.Tx, j *job) error {
 // the outcome itself was refused or the attempt is gone.
 func retryable(err error) bool {
 	for _, e := range []error{errSuperseded, events.ErrInvalidInput, events.ErrIllegalTransition,
-		events.ErrNotFound, events.ErrUnknownPublisher, events.ErrQueueMissing, events.ErrStepNotReady} {
+		events.ErrNotFound, events.ErrUnknownPublisher, events.ErrQueueMissing, events.ErrNotMigrated, events.ErrStepNotReady} {
 		if errors.Is(err, e) {
 			return false
 		}
