@@ -33,6 +33,8 @@ type Consumer struct {
 	queue   string
 	queries *db.Queries
 	stats   stats
+	// now reads the local clock (time.Now; tests skew it).
+	now func() time.Time
 }
 
 // New returns a Consumer of cfg.Namespace's queue on pool. It fails on an
@@ -46,7 +48,8 @@ func New(pool *pgxpool.Pool, cfg Config) (*Consumer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Consumer{pool: pool, cfg: cfg, queue: cfg.Namespace + QueueSuffix, queries: db.New()}, nil
+	return &Consumer{pool: pool, cfg: cfg, queue: cfg.Namespace + QueueSuffix, queries: db.New(),
+		now: time.Now}, nil
 }
 
 // Queue is the pgmq queue the consumer reads.
@@ -152,13 +155,13 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 			}
 			break
 		}
-		if !time.Now().Before(msgs[i].VisibleAt) {
+		if !c.now().Before(msgs[i].VisibleAt) {
 			// Its lease ran out while earlier messages of the batch were
 			// handled: another consumer may hold it now. Leave it.
 			res.Released++
 			continue
 		}
-		if acks.due(c.cfg.VisibilityTimeout) {
+		if acks.due(c.now(), c.cfg.VisibilityTimeout) {
 			if err := c.flush(ctx, &acks, &res); err != nil {
 				errs++
 				dbErr = err
@@ -294,7 +297,7 @@ func (c *Consumer) process(ctx context.Context, handler HandlerFunc, m *message)
 		return res, false, err
 	default:
 		c.cfg.Logger.Warn("stepevents consumer: handler failed; the message reappears after the visibility timeout",
-			c.attrs(m, slog.String("err", herr.Error()), slog.Duration("retry_in", time.Until(m.VisibleAt)))...)
+			c.attrs(m, slog.String("err", herr.Error()), slog.Duration("retry_in", m.VisibleAt.Sub(c.now())))...)
 		return Result{Failed: 1}, false, nil
 	}
 }
@@ -320,7 +323,7 @@ func decode(m *message) error {
 func (c *Consumer) call(ctx context.Context, handler HandlerFunc, m *message) (err error) {
 	// The handler never outlives the message's lease: past VisibleAt another
 	// consumer may be handling it too.
-	timeout := min(c.cfg.HandlerTimeout, time.Until(m.VisibleAt))
+	timeout := min(c.cfg.HandlerTimeout, m.VisibleAt.Sub(c.now()))
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	defer func() {
