@@ -28,11 +28,12 @@ func (b *ackBatch) due(now time.Time, vt time.Duration) bool {
 	return len(b.msgs) > 0 && !now.Before(b.dueAt(vt))
 }
 
-// dueAt is when the first pending message has half of its lease left.
+// dueAt is when, on the local clock, the first pending message has half
+// of its lease left.
 func (b *ackBatch) dueAt(vt time.Duration) time.Time {
 	var at time.Time
 	for i, m := range b.msgs {
-		if t := m.VisibleAt.Add(-vt / 2); i == 0 || t.Before(at) {
+		if t := m.leaseEnd.Add(-vt / 2); i == 0 || t.Before(at) {
 			at = t
 		}
 	}

@@ -33,7 +33,8 @@ type Consumer struct {
 	queue   string
 	queries *db.Queries
 	stats   stats
-	// now reads the local clock (time.Now; tests skew it).
+	// now reads the local clock (time.Now; tests skew it). Leases are
+	// timed on it alone, never against the database's clock.
 	now func() time.Time
 }
 
@@ -109,6 +110,11 @@ func (c *Consumer) Run(ctx context.Context, handler HandlerFunc) error {
 type message struct {
 	Delivery
 	event events.Event
+	// leaseEnd is when the message's lease runs out on the local clock:
+	// the visibility timeout after the local time taken just before the
+	// read, so never later than the database's vt. It carries the monotonic
+	// reading of that time, so it is immune to wall-clock steps too.
+	leaseEnd time.Time
 }
 
 // ProcessOnce reads one batch (up to BatchSize visible messages) and handles
@@ -155,7 +161,7 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 			}
 			break
 		}
-		if !c.now().Before(msgs[i].VisibleAt) {
+		if !c.now().Before(msgs[i].leaseEnd) {
 			// Its lease ran out while earlier messages of the batch were
 			// handled: another consumer may hold it now. Leave it.
 			res.Released++
@@ -198,8 +204,12 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 }
 
 // read takes up to n visible messages, hiding them for the visibility
-// timeout and counting a read on each.
+// timeout and counting a read on each. Their lease is timed from the local
+// time taken before the statement is sent, plus the visibility timeout:
+// the database starts its own count (vt) later, so the local lease ends
+// first, whatever the skew between the two clocks.
 func (c *Consumer) read(ctx context.Context, n int) ([]message, error) {
+	leaseEnd := c.now().Add(c.cfg.VisibilityTimeout)
 	rows, err := c.pool.Query(ctx,
 		`SELECT msg_id, read_ct, enqueued_at, vt, message, headers FROM pgmq.read($1::text, $2::integer, $3::integer)`,
 		c.queue, int(c.cfg.VisibilityTimeout/time.Second), n)
@@ -209,7 +219,7 @@ func (c *Consumer) read(ctx context.Context, n int) ([]message, error) {
 	defer rows.Close()
 	var out []message
 	for rows.Next() {
-		m := message{Delivery: Delivery{Queue: c.queue}}
+		m := message{Delivery: Delivery{Queue: c.queue}, leaseEnd: leaseEnd}
 		// []byte, not json.RawMessage: pgx would run json.Unmarshal over
 		// the body just to copy it, and decode parses it anyway.
 		var body, hdr []byte
@@ -297,7 +307,7 @@ func (c *Consumer) process(ctx context.Context, handler HandlerFunc, m *message)
 		return res, false, err
 	default:
 		c.cfg.Logger.Warn("stepevents consumer: handler failed; the message reappears after the visibility timeout",
-			c.attrs(m, slog.String("err", herr.Error()), slog.Duration("retry_in", m.VisibleAt.Sub(c.now())))...)
+			c.attrs(m, slog.String("err", herr.Error()), slog.Duration("retry_in", m.leaseEnd.Sub(c.now())))...)
 		return Result{Failed: 1}, false, nil
 	}
 }
@@ -321,9 +331,9 @@ func decode(m *message) error {
 // call runs the handler with the handler timeout, turning a panic into an
 // error so one bad event cannot kill the consumer.
 func (c *Consumer) call(ctx context.Context, handler HandlerFunc, m *message) (err error) {
-	// The handler never outlives the message's lease: past VisibleAt another
+	// The handler never outlives the message's lease: past it another
 	// consumer may be handling it too.
-	timeout := min(c.cfg.HandlerTimeout, m.VisibleAt.Sub(c.now()))
+	timeout := min(c.cfg.HandlerTimeout, m.leaseEnd.Sub(c.now()))
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	defer func() {
