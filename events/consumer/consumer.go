@@ -120,7 +120,9 @@ type message struct {
 // ProcessOnce reads one batch (up to BatchSize visible messages) and handles
 // it message by message. The messages whose handler succeeded (or reported a
 // duplicate) are acknowledged together, in one statement, once the batch is
-// handled, or earlier if half of their visibility timeout has passed. It
+// handled, or earlier if half of their lease (the visibility timeout from
+// just before the read, on the local clock) has passed. A message whose
+// lease ran out while earlier ones were handled is left unhandled. It
 // returns what it did; an error means a database statement failed (the
 // messages it concerned reappear after the visibility timeout). An empty
 // queue is Result{} and no error.
