@@ -21,18 +21,19 @@ func (b *ackBatch) add(m *message, r Result) {
 	b.results = append(b.results, r)
 }
 
-// due reports that a pending message has less than half of its visibility
-// timeout vt left: acknowledged later, it could reappear to another
-// consumer and be handled twice.
-func (b *ackBatch) due(vt time.Duration) bool {
-	return len(b.msgs) > 0 && time.Until(b.dueAt(vt)) <= 0
+// due reports that at now a pending message has less than half of its
+// visibility timeout vt left: acknowledged later, it could reappear to
+// another consumer and be handled twice.
+func (b *ackBatch) due(now time.Time, vt time.Duration) bool {
+	return len(b.msgs) > 0 && !now.Before(b.dueAt(vt))
 }
 
-// dueAt is when the first pending message has half of its lease left.
+// dueAt is when, on the local clock, the first pending message has half
+// of its lease left.
 func (b *ackBatch) dueAt(vt time.Duration) time.Time {
 	var at time.Time
 	for i, m := range b.msgs {
-		if t := m.VisibleAt.Add(-vt / 2); i == 0 || t.Before(at) {
+		if t := m.leaseEnd.Add(-vt / 2); i == 0 || t.Before(at) {
 			at = t
 		}
 	}
@@ -65,7 +66,7 @@ func (f *dueFlusher) arm() bool {
 		return false
 	}
 	f.wg.Add(1)
-	d := time.Until(f.b.dueAt(f.c.cfg.VisibilityTimeout))
+	d := f.b.dueAt(f.c.cfg.VisibilityTimeout).Sub(f.c.now())
 	if f.t == nil {
 		f.t = time.AfterFunc(d, f.fire)
 	} else {

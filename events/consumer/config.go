@@ -41,8 +41,15 @@ type Config struct {
 	// message reappears after it. pgmq counts it in whole seconds, so it is
 	// rounded up (DefaultVisibilityTimeout when 0).
 	VisibilityTimeout time.Duration
-	// HandlerTimeout bounds one handler call (VisibilityTimeout when 0): a
-	// handler still running after the timeout races a redelivery.
+	// HandlerTimeout bounds one handler call (VisibilityTimeout when 0).
+	// The handler's ctx also ends with the message's lease, whichever
+	// comes first: VisibilityTimeout after the local time taken just
+	// before the read that took the message (its batch), so less is left
+	// for the later messages of a batch, and a HandlerTimeout above
+	// VisibilityTimeout changes nothing. The lease is timed on the local
+	// monotonic clock alone, never against the database's vt, so skew
+	// between the two clocks does not move it. A handler that ignores its
+	// ctx and runs on past the lease races a redelivery.
 	HandlerTimeout time.Duration
 	// BatchSize is how many messages one read takes (DefaultBatchSize when 0).
 	BatchSize int

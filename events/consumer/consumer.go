@@ -33,6 +33,9 @@ type Consumer struct {
 	queue   string
 	queries *db.Queries
 	stats   stats
+	// now reads the local clock (time.Now; tests skew it). Leases are
+	// timed on it alone, never against the database's clock.
+	now func() time.Time
 }
 
 // New returns a Consumer of cfg.Namespace's queue on pool. It fails on an
@@ -46,7 +49,8 @@ func New(pool *pgxpool.Pool, cfg Config) (*Consumer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Consumer{pool: pool, cfg: cfg, queue: cfg.Namespace + QueueSuffix, queries: db.New()}, nil
+	return &Consumer{pool: pool, cfg: cfg, queue: cfg.Namespace + QueueSuffix, queries: db.New(),
+		now: time.Now}, nil
 }
 
 // Queue is the pgmq queue the consumer reads.
@@ -106,12 +110,19 @@ func (c *Consumer) Run(ctx context.Context, handler HandlerFunc) error {
 type message struct {
 	Delivery
 	event events.Event
+	// leaseEnd is when the message's lease runs out on the local clock:
+	// the visibility timeout after the local time taken just before the
+	// read, so never later than the database's vt. It carries the monotonic
+	// reading of that time, so it is immune to wall-clock steps too.
+	leaseEnd time.Time
 }
 
 // ProcessOnce reads one batch (up to BatchSize visible messages) and handles
 // it message by message. The messages whose handler succeeded (or reported a
 // duplicate) are acknowledged together, in one statement, once the batch is
-// handled, or earlier if half of their visibility timeout has passed. It
+// handled, or earlier if half of their lease (the visibility timeout from
+// just before the read, on the local clock) has passed. A message whose
+// lease ran out while earlier ones were handled is left unhandled. It
 // returns what it did; an error means a database statement failed (the
 // messages it concerned reappear after the visibility timeout). An empty
 // queue is Result{} and no error.
@@ -152,13 +163,13 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 			}
 			break
 		}
-		if !time.Now().Before(msgs[i].VisibleAt) {
+		if !c.now().Before(msgs[i].leaseEnd) {
 			// Its lease ran out while earlier messages of the batch were
 			// handled: another consumer may hold it now. Leave it.
 			res.Released++
 			continue
 		}
-		if acks.due(c.cfg.VisibilityTimeout) {
+		if acks.due(c.now(), c.cfg.VisibilityTimeout) {
 			if err := c.flush(ctx, &acks, &res); err != nil {
 				errs++
 				dbErr = err
@@ -195,8 +206,12 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 }
 
 // read takes up to n visible messages, hiding them for the visibility
-// timeout and counting a read on each.
+// timeout and counting a read on each. Their lease is timed from the local
+// time taken before the statement is sent, plus the visibility timeout:
+// the database starts its own count (vt) later, so the local lease ends
+// first, whatever the skew between the two clocks.
 func (c *Consumer) read(ctx context.Context, n int) ([]message, error) {
+	leaseEnd := c.now().Add(c.cfg.VisibilityTimeout)
 	rows, err := c.pool.Query(ctx,
 		`SELECT msg_id, read_ct, enqueued_at, vt, message, headers FROM pgmq.read($1::text, $2::integer, $3::integer)`,
 		c.queue, int(c.cfg.VisibilityTimeout/time.Second), n)
@@ -206,7 +221,7 @@ func (c *Consumer) read(ctx context.Context, n int) ([]message, error) {
 	defer rows.Close()
 	var out []message
 	for rows.Next() {
-		m := message{Delivery: Delivery{Queue: c.queue}}
+		m := message{Delivery: Delivery{Queue: c.queue}, leaseEnd: leaseEnd}
 		// []byte, not json.RawMessage: pgx would run json.Unmarshal over
 		// the body just to copy it, and decode parses it anyway.
 		var body, hdr []byte
@@ -294,7 +309,7 @@ func (c *Consumer) process(ctx context.Context, handler HandlerFunc, m *message)
 		return res, false, err
 	default:
 		c.cfg.Logger.Warn("stepevents consumer: handler failed; the message reappears after the visibility timeout",
-			c.attrs(m, slog.String("err", herr.Error()), slog.Duration("retry_in", time.Until(m.VisibleAt)))...)
+			c.attrs(m, slog.String("err", herr.Error()), slog.Duration("retry_in", m.leaseEnd.Sub(c.now())))...)
 		return Result{Failed: 1}, false, nil
 	}
 }
@@ -318,9 +333,9 @@ func decode(m *message) error {
 // call runs the handler with the handler timeout, turning a panic into an
 // error so one bad event cannot kill the consumer.
 func (c *Consumer) call(ctx context.Context, handler HandlerFunc, m *message) (err error) {
-	// The handler never outlives the message's lease: past VisibleAt another
+	// The handler never outlives the message's lease: past it another
 	// consumer may be handling it too.
-	timeout := min(c.cfg.HandlerTimeout, time.Until(m.VisibleAt))
+	timeout := min(c.cfg.HandlerTimeout, m.leaseEnd.Sub(c.now()))
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	defer func() {

@@ -13,7 +13,8 @@ import (
 // after the visibility timeout, until MaxReads is reached and it is
 // dead-lettered. Return ErrDuplicate for an event already handled and a
 // Permanent error for one that can never succeed. ctx is cancelled when
-// Run's ctx is, or after Config.HandlerTimeout.
+// Run's ctx is, after Config.HandlerTimeout, or when the message's lease
+// ends, whichever comes first (see Config.HandlerTimeout).
 type HandlerFunc func(ctx context.Context, ev events.Event, d Delivery) error
 
 // Delivery is the pgmq side of a message: where it came from and how often
@@ -29,7 +30,10 @@ type Delivery struct {
 	// EnqueuedAt is when the message was sent.
 	EnqueuedAt time.Time `json:"enqueued_at"`
 	// VisibleAt is when the message becomes visible again if it is not
-	// acknowledged (the end of the visibility timeout).
+	// acknowledged (the end of the visibility timeout), on the database's
+	// clock: pgmq's vt. It is informational; the consumer times the lease
+	// on the local clock instead (see Config.HandlerTimeout), and a handler
+	// should not compare it with its own clock either.
 	VisibleAt time.Time `json:"vt"`
 	// Message is the message body as stored (the event's JSON).
 	Message json.RawMessage `json:"message"`

@@ -13,6 +13,14 @@
 // that is not an event at all) is moved to {namespace}_domain_events_dlq, in
 // one transaction, with the reason in its headers (see HeaderDLQReason).
 //
+// The consumer times its lease on each message on the local monotonic
+// clock alone: it ends the visibility timeout after the local time taken
+// just before the read, so it runs out before the database's vt does (the
+// database starts counting later). Pending acknowledgements are sent by
+// half of the lease and a handler's ctx ends with it; none of this
+// compares the local clock with the database's, so skew between the two
+// does not move it.
+//
 // Redelivery means a handler can see an event twice: after a crash between
 // handling and acknowledging (handled messages are acknowledged together,
 // once per batch), or when a handler outlives the visibility
