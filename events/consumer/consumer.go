@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -40,7 +41,8 @@ type Consumer struct {
 
 // New returns a Consumer of cfg.Namespace's queue on pool. It fails on an
 // invalid namespace or negative settings; a queue that does not exist is
-// reported by the first read (wrapping events.ErrQueueMissing).
+// reported by the first read (wrapping events.ErrQueueMissing, or
+// events.ErrNotMigrated where pgmq is not installed), and ends Run.
 func New(pool *pgxpool.Pool, cfg Config) (*Consumer, error) {
 	if pool == nil {
 		return nil, fmt.Errorf("stepevents consumer: pool is required: %w", events.ErrInvalidInput)
@@ -86,7 +88,7 @@ func (c *Consumer) Run(ctx context.Context, handler HandlerFunc) error {
 		}
 		wait := time.Duration(0)
 		switch {
-		case errors.Is(err, events.ErrQueueMissing):
+		case errors.Is(err, events.ErrQueueMissing), errors.Is(err, events.ErrNotMigrated):
 			return err
 		case err != nil:
 			c.cfg.Logger.Error("stepevents consumer: error consuming; retrying", slog.String("queue", c.queue),
@@ -271,9 +273,15 @@ func decodeHeaders(hdr []byte) map[string]any {
 
 func (c *Consumer) readError(err error) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "42P01" {
-		return fmt.Errorf("stepevents consumer: queue %q does not exist; apply a template of namespace %q first: %w",
-			c.queue, c.cfg.Namespace, events.ErrQueueMissing)
+	if errors.As(err, &pgErr) {
+		switch {
+		case pgErr.Code == "42P01" && strings.Contains(pgErr.Message, `"pgmq.q_`):
+			return fmt.Errorf("stepevents consumer: queue %q does not exist; apply a template of namespace %q first: %w",
+				c.queue, c.cfg.Namespace, events.ErrQueueMissing)
+		case pgErr.Code == "3F000" || pgErr.Code == "42883" || pgErr.Code == "42P01":
+			// pgmq's schema, functions or tables are missing.
+			return fmt.Errorf("stepevents consumer: reading queue %q: %s: %w", c.queue, pgErr.Message, events.ErrNotMigrated)
+		}
 	}
 	return fmt.Errorf("stepevents consumer: error reading queue %q: %w", c.queue, err)
 }

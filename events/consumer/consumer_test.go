@@ -11,11 +11,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stepevents/stepevents/events"
 	"github.com/stepevents/stepevents/events/consumer"
 	"github.com/stepevents/stepevents/examples/publishers"
+	"github.com/stepevents/stepevents/test/testdb"
 )
 
 // A real durable event, published by completing steps, is handled once and
@@ -296,6 +298,21 @@ func TestUnknownQueue(t *testing.T) {
 	require.ErrorIs(t, err, events.ErrQueueMissing)
 	require.ErrorContains(t, err, `queue "no_such_namespace_domain_events" does not exist`)
 	require.ErrorIs(t, c.Run(context.Background(), h), events.ErrQueueMissing)
+}
+
+// Where pgmq is not installed, the consumer says to migrate and Run stops
+// instead of retrying for ever.
+func TestConsumerOnUnmigratedDatabase(t *testing.T) {
+	t.Parallel()
+	pool, err := pgxpool.New(context.Background(), testdb.NewEmptyURL(t))
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	c := newConsumer(t, pool, consumer.Config{})
+	h := func(context.Context, events.Event, consumer.Delivery) error { return nil }
+	_, err = c.ProcessOnce(context.Background(), h)
+	require.ErrorIs(t, err, events.ErrNotMigrated)
+	require.NotErrorIs(t, err, events.ErrQueueMissing)
+	require.ErrorIs(t, c.Run(context.Background(), h), events.ErrNotMigrated)
 }
 
 func TestConfigValidation(t *testing.T) {
