@@ -93,8 +93,21 @@ func (m *Migrator) DownTo(ctx context.Context, version int64) error {
 	return nil
 }
 
-// Status lists every migration and whether it is applied.
+// Status lists every migration and whether it is applied. It only reads:
+// on a database stepevents never migrated it reports nothing applied
+// without creating the version table (goose's Status would).
 func (m *Migrator) Status(ctx context.Context) ([]Status, error) {
+	var exists bool
+	if err := m.db.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, VersionTable).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("error reading migration status: %w", err)
+	}
+	if !exists {
+		var out []Status
+		for _, s := range m.provider.ListSources() {
+			out = append(out, Status{Version: s.Version, Source: s.Path})
+		}
+		return out, nil
+	}
 	st, err := m.provider.Status(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("error reading migration status: %w", err)

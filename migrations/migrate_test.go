@@ -93,3 +93,27 @@ func TestExistingPgmqKept(t *testing.T) {
 	require.NoError(t, m.DownTo(ctx, 0))
 	require.Equal(t, 1, countObjects(t, pool), "a foreign pgmq schema survives migrate down")
 }
+
+// Status on a database stepevents never migrated lists every migration as
+// pending and creates nothing, not even the version table.
+func TestStatusOnEmptyDatabaseCreatesNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, m := emptyDatabase(t)
+	st, err := m.Status(ctx)
+	require.NoError(t, err)
+	require.NotEmpty(t, st)
+	for _, s := range st {
+		require.False(t, s.Applied, "migration %d", s.Version)
+	}
+	var table string
+	require.NoError(t, pool.QueryRow(ctx, `SELECT coalesce(to_regclass('public.`+migrations.VersionTable+`')::text, '')`).Scan(&table))
+	require.Empty(t, table, "status created the version table")
+
+	require.NoError(t, m.Up(ctx))
+	st, err = m.Status(ctx)
+	require.NoError(t, err)
+	for _, s := range st {
+		require.True(t, s.Applied, "migration %d", s.Version)
+	}
+}
