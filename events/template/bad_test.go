@@ -20,6 +20,18 @@ const badDir = "../../test/templates/bad/"
 // Load must report, in order. Each fixture holds one fault, except
 // many_faults.yaml, which checks that every fault is reported in one pass.
 var badFixtures = map[string][]string{
+	"tab_indent.yaml": {
+		`../../test/templates/bad/tab_indent.yaml:7:1: (document): YAML syntax error: found character that cannot start any token`,
+	},
+	"nested_mapping.yaml": {
+		`../../test/templates/bad/nested_mapping.yaml:6:24: (document): YAML syntax error: mapping values are not allowed in this context`,
+	},
+	"invalid_utf8.yaml": {
+		`../../test/templates/bad/invalid_utf8.yaml:6:21: (document): invalid UTF-8: byte 0xe9 cannot be read as text; save the template as UTF-8`,
+	},
+	"huge_integer.yaml": {
+		`../../test/templates/bad/huge_integer.yaml:7:27: steps[0].retry.max_attempts: integer 99999999999999999999999 is out of range`,
+	},
 	"backoff_base_out_of_range.yaml": {
 		`../../test/templates/bad/backoff_base_out_of_range.yaml:8:24: steps[0].retry.backoff_base_ms: backoff_base_ms is 50; allowed range is 100 to 3600000`,
 	},
@@ -219,7 +231,7 @@ var badFixtures = map[string][]string{
 		`../../test/templates/bad/wrong_type_steps.yaml:5:3: steps: expected a list of steps, got a mapping`,
 	},
 	"yaml_syntax.yaml": {
-		`../../test/templates/bad/yaml_syntax.yaml:6:1: (document): YAML syntax error: did not find expected ',' or '}'`,
+		`../../test/templates/bad/yaml_syntax.yaml:6:14: (document): YAML syntax error: did not find expected ',' or '}'`,
 	},
 }
 

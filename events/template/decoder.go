@@ -3,6 +3,7 @@ package template
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -129,9 +130,17 @@ func (d *decoder) str(n *yaml.Node, path string) (string, bool) {
 	return r.Value, true
 }
 
+// integerDigits matches a plain decimal integer literal.
+var integerDigits = regexp.MustCompile(`^[-+]?[0-9]+$`)
+
 // integer decodes an integer scalar that fits an int.
 func (d *decoder) integer(n *yaml.Node, path string) (int, bool) {
 	r := deref(n)
+	if r.Kind == yaml.ScalarNode && r.ShortTag() == "!!float" && integerDigits.MatchString(r.Value) {
+		// yaml.v3 resolves an integer too large for int64 as a float.
+		d.errorf(n, path, "integer %s is out of range", r.Value)
+		return 0, false
+	}
 	if r.Kind != yaml.ScalarNode || r.ShortTag() != "!!int" {
 		d.typeError(n, path, "an integer")
 		return 0, false

@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
-	"strconv"
-	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -85,13 +82,14 @@ func (d *decoder) load(root *yaml.Node, t *Template, o options) {
 	t.Definition = raw
 }
 
-var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
 // parseYAML parses exactly one YAML document and returns its root node, or
 // records why it cannot.
 func (d *decoder) parseYAML(data []byte) *yaml.Node {
 	if len(data) > MaxFileSize {
 		d.errorf(nil, "", "file is %d bytes; templates are limited to %d bytes", len(data), MaxFileSize)
+		return nil
+	}
+	if !d.validUTF8(data) {
 		return nil
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -100,7 +98,7 @@ func (d *decoder) parseYAML(data []byte) *yaml.Node {
 		if errors.Is(err, io.EOF) {
 			d.errorf(nil, "", "empty document: a task template needs name, namespace_name, version and steps")
 		} else {
-			d.syntaxError(err)
+			d.syntaxError(data, err)
 		}
 		return nil
 	}
@@ -114,7 +112,7 @@ func (d *decoder) parseYAML(data []byte) *yaml.Node {
 		d.errorf(at, "", "the file holds more than one YAML document; a template must be a single document")
 		return nil
 	case !errors.Is(err, io.EOF):
-		d.syntaxError(err)
+		d.syntaxError(data, err)
 		return nil
 	}
 	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
@@ -122,34 +120,4 @@ func (d *decoder) parseYAML(data []byte) *yaml.Node {
 		return nil
 	}
 	return doc.Content[0]
-}
-
-// parserProblems are yaml.v3's parser (not scanner) messages. yaml.v3
-// reports their line 0-based (and omits line 0), unlike scanner errors.
-var parserProblems = map[string]bool{
-	"did not find expected <stream-start>":   true,
-	"did not find expected <document start>": true,
-	"found undefined tag handle":             true,
-	"did not find expected node content":     true,
-	"did not find expected '-' indicator":    true,
-	"did not find expected key":              true,
-	"did not find expected ',' or ']'":       true,
-	"did not find expected ',' or '}'":       true,
-	"found duplicate %YAML directive":        true,
-	"found incompatible YAML document":       true,
-	"found duplicate %TAG directive":         true,
-}
-
-// syntaxError records a YAML parse error. yaml.v3 reports a line but no
-// column, so the column is 1.
-func (d *decoder) syntaxError(err error) {
-	msg, line := strings.TrimPrefix(err.Error(), "yaml: "), 1
-	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
-		line, _ = strconv.Atoi(m[1])
-		msg = m[2]
-		if parserProblems[msg] {
-			line++
-		}
-	}
-	d.errs = append(d.errs, Problem{File: d.file, Line: max(line, 1), Column: 1, Path: documentPath, Message: "YAML syntax error: " + msg})
 }
