@@ -168,7 +168,7 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 		if !c.now().Before(msgs[i].leaseEnd) {
 			// Its lease ran out while earlier messages of the batch were
 			// handled: another consumer may hold it now. Leave it.
-			res.Released++
+			res.Expired++
 			continue
 		}
 		if acks.due(c.now(), c.cfg.VisibilityTimeout) {

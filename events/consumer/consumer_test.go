@@ -351,3 +351,30 @@ func TestDeadLetterChecksReadCount(t *testing.T) {
 	require.Equal(t, 0, count(t, pool, queueTable))
 	require.Equal(t, 1, count(t, pool, dlqTable))
 }
+
+// A message whose lease ran out while an earlier one of its batch was
+// handled is left alone, counted Expired (not Released: nothing made it
+// visible early); it stays in the queue for a later read.
+func TestExpiredLeaseIsSkipped(t *testing.T) {
+	t.Parallel()
+	pool := setup(t)
+	first, second := newEvent("order.shipped"), newEvent("order.shipped")
+	send(t, pool, first, nil)
+	send(t, pool, second, nil)
+	c := newConsumer(t, pool, consumer.Config{BatchSize: 2, VisibilityTimeout: time.Second})
+	var seen []uuid.UUID
+	res, err := c.ProcessOnce(context.Background(), func(_ context.Context, ev events.Event, _ consumer.Delivery) error {
+		seen = append(seen, ev.EventID)
+		time.Sleep(1200 * time.Millisecond) // past both leases, ignoring ctx
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, []uuid.UUID{first.EventID}, seen, "the second message's handler never ran")
+	require.Equal(t, 2, res.Read)
+	require.Equal(t, 1, res.Expired, "%+v", res)
+	require.Zero(t, res.Released, "%+v", res)
+	var left int
+	require.NoError(t, pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM `+queueTable+` WHERE message->>'event_id' = $1`, second.EventID.String()).Scan(&left))
+	require.Equal(t, 1, left, "the second message stays in the queue")
+}

@@ -57,6 +57,10 @@ type Result struct {
 	// Released messages were made visible again unhandled, because the
 	// consumer was stopping. Their read still counts towards MaxReads.
 	Released int `json:"released"`
+	// Expired messages were left unhandled because their lease ran out
+	// while earlier messages of the batch were handled: another consumer
+	// may hold them already. They reappear without being released.
+	Expired int `json:"expired"`
 }
 
 func (r *Result) add(o Result) {
@@ -66,4 +70,5 @@ func (r *Result) add(o Result) {
 	r.Failed += o.Failed
 	r.DeadLettered += o.DeadLettered
 	r.Released += o.Released
+	r.Expired += o.Expired
 }

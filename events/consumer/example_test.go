@@ -55,5 +55,5 @@ func ExampleConsumer_ProcessOnce() {
 	fmt.Printf("%+v %v\n", res, err)
 	// Output:
 	// handling payment.processed read 1 amount 42.5
-	// {Read:1 Handled:1 Duplicates:0 Failed:0 DeadLettered:0 Released:0} <nil>
+	// {Read:1 Handled:1 Duplicates:0 Failed:0 DeadLettered:0 Released:0 Expired:0} <nil>
 }

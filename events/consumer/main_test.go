@@ -94,6 +94,7 @@ func processUntil(t *testing.T, c *consumer.Consumer, h consumer.HandlerFunc, de
 		total.Failed += r.Failed
 		total.DeadLettered += r.DeadLettered
 		total.Released += r.Released
+		total.Expired += r.Expired
 		return done(total)
 	}, deadline, 50*time.Millisecond)
 	return total

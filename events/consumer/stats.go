@@ -4,7 +4,7 @@ import "sync"
 
 // Stats are a Consumer's totals since New, for dashboards and the demo's
 // cross-check. Read = Handled + Duplicates + Failed + DeadLettered +
-// Released once no batch is in progress.
+// Released + Expired once no batch is in progress.
 type Stats struct {
 	Result
 	// Batches counts reads that returned at least one message.
