@@ -26,20 +26,88 @@ const DefaultQueueSize = 1024
 // after re-reading authoritative state or the durable copy.
 type HandlerFunc func(ctx context.Context, ev Event) error
 
-// GapSignal tells subscribers that fast events may have been lost: the
-// listener's connection dropped and was re-established, and anything
-// notified in between never reached this process. Re-read authoritative
-// state (or catch up from the durable queue) on receipt.
+// GapKind says why a GapSignal was sent: how fast events were lost.
+type GapKind uint8
+
+// Gap kinds. In JSON (and in String) they are "reconnect", "overflow" and
+// "unresolved".
+const (
+	// GapReconnect: the LISTEN connection was lost and re-established;
+	// whatever was notified meanwhile never reached this process. It is the
+	// zero value: before gaps had kinds, every gap was a reconnect.
+	GapReconnect GapKind = iota
+	// GapOverflow: the listener fell PendingEnvelopes notifications behind
+	// (a Block subscriber, or slow stash reads) and dropped Dropped
+	// notifications, each carrying one or more events.
+	GapOverflow
+	// GapUnresolved: Dropped stashed (oversized) events could not be
+	// fetched: the stash row was gone (pruned after an hour), never existed
+	// (a forged reference), did not decode, or the fetch failed.
+	GapUnresolved
+)
+
+var gapKindNames = [...]string{GapReconnect: "reconnect", GapOverflow: "overflow", GapUnresolved: "unresolved"}
+
+// String returns "reconnect", "overflow" or "unresolved" (GapKind(n) for
+// an unknown kind).
+func (k GapKind) String() string {
+	if int(k) < len(gapKindNames) {
+		return gapKindNames[k]
+	}
+	return fmt.Sprintf("GapKind(%d)", uint8(k))
+}
+
+// MarshalText encodes the kind as its name.
+func (k GapKind) MarshalText() ([]byte, error) {
+	if int(k) >= len(gapKindNames) {
+		return nil, fmt.Errorf("stepevents: unknown gap kind %d", uint8(k))
+	}
+	return []byte(gapKindNames[k]), nil
+}
+
+// UnmarshalText decodes a kind's name.
+func (k *GapKind) UnmarshalText(b []byte) error {
+	for i, n := range gapKindNames {
+		if string(b) == n {
+			*k = GapKind(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("stepevents: unknown gap kind %q", b)
+}
+
+// GapSignal tells subscribers that fast events were (or may have been)
+// lost, and why (Kind): the listener reconnected, fell behind and dropped
+// notifications, or could not fetch stashed events. Re-read authoritative
+// state (or catch up from the durable queue) on receipt. The listener hands
+// a gap to the bus where the loss happened: after the events received
+// before it and before the events received after it.
 type GapSignal struct {
-	// Channel is the NOTIFY channel that reconnected.
+	// Kind says what was lost: GapReconnect (the zero value), GapOverflow or
+	// GapUnresolved.
+	Kind GapKind `json:"kind"`
+	// Channel is the NOTIFY channel the loss happened on.
 	Channel string `json:"channel"`
-	// Reconnects counts the listener's reconnects so far, this one included.
+	// Reconnects counts the listener's reconnects so far: for a
+	// GapReconnect, this one included.
 	Reconnects uint64 `json:"reconnects"`
-	// DisconnectedAt is when the listener noticed the connection was lost.
-	DisconnectedAt time.Time `json:"disconnected_at"`
-	// ReconnectedAt is when LISTEN was active again.
-	ReconnectedAt time.Time `json:"reconnected_at"`
-	// Cause is the error that ended the previous connection, if known.
+	// Since is when the loss began: when the connection was lost
+	// (GapReconnect, the same as DisconnectedAt), when the first of the
+	// dropped notifications was dropped (GapOverflow), or when the listener
+	// failed to fetch the stashed events (GapUnresolved).
+	Since time.Time `json:"since,omitzero"`
+	// Dropped is how many were lost, when known: notifications for
+	// GapOverflow, stashed events for GapUnresolved; 0 for GapReconnect,
+	// where nobody knows what was notified meanwhile.
+	Dropped uint64 `json:"dropped"`
+	// DisconnectedAt is when the listener noticed the connection was lost
+	// (GapReconnect only).
+	DisconnectedAt time.Time `json:"disconnected_at,omitzero"`
+	// ReconnectedAt is when LISTEN was active again (GapReconnect only).
+	ReconnectedAt time.Time `json:"reconnected_at,omitzero"`
+	// Cause is why: the error that ended the previous connection
+	// (GapReconnect, if known), the full hand-off (GapOverflow), or why the
+	// stashed events could not be fetched (GapUnresolved).
 	Cause string `json:"cause,omitempty"`
 }
 

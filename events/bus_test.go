@@ -497,6 +497,30 @@ func TestBusGapSignals(t *testing.T) {
 	require.Equal(t, uint64(2), st.Delivered, "gaps are not counted as events")
 }
 
+// TestGapSignalJSON: the kind is encoded by name, and a GapSignal without
+// one is a reconnect, as every gap was before kinds existed.
+func TestGapSignalJSON(t *testing.T) {
+	t.Parallel()
+	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	raw, err := json.Marshal(events.GapSignal{Kind: events.GapOverflow, Channel: "c", Since: since, Dropped: 7, Cause: "full"})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"kind":"overflow","channel":"c","reconnects":0,"since":"2026-01-02T03:04:05Z","dropped":7,"cause":"full"}`,
+		string(raw))
+	var back events.GapSignal
+	require.NoError(t, json.Unmarshal(raw, &back))
+	require.Equal(t, events.GapOverflow, back.Kind)
+	require.Equal(t, uint64(7), back.Dropped)
+
+	var old events.GapSignal
+	require.NoError(t, json.Unmarshal([]byte(`{"channel":"c","reconnects":2}`), &old))
+	require.Equal(t, events.GapReconnect, old.Kind)
+	require.Error(t, json.Unmarshal([]byte(`{"kind":"sideways"}`), &old))
+	for k, want := range map[events.GapKind]string{events.GapReconnect: "reconnect", events.GapOverflow: "overflow",
+		events.GapUnresolved: "unresolved", events.GapKind(9): "GapKind(9)"} {
+		require.Equal(t, want, k.String())
+	}
+}
+
 func TestBusStatsJSON(t *testing.T) {
 	t.Parallel()
 	bus := newBus(t, events.BusConfig{})

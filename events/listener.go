@@ -314,7 +314,8 @@ func (h listenHandler) HandleBacklog(_ context.Context, _ string, conn *pgx.Conn
 	l.pid.Store(conn.PgConn().PID())
 	l.stateMu.Lock()
 	l.connectedSince = now
-	gap := GapSignal{Channel: l.channel, DisconnectedAt: l.disconnectedAt, ReconnectedAt: now, Cause: l.lastErr}
+	gap := GapSignal{Kind: GapReconnect, Channel: l.channel, Since: l.disconnectedAt, DisconnectedAt: l.disconnectedAt,
+		ReconnectedAt: now, Cause: l.lastErr}
 	l.stateMu.Unlock()
 	l.connected.Store(true)
 	if !l.isLive.Swap(true) {
@@ -464,7 +465,7 @@ type ListenerHealth struct {
 	// BackendPID is the server process of the current (or last) LISTEN session.
 	BackendPID     uint32    `json:"backend_pid"`
 	ConnectedSince time.Time `json:"connected_since,omitzero"`
-	// Reconnects counts sessions after the first; each sent a GapSignal.
+	// Reconnects counts sessions after the first; each sent a GapReconnect.
 	Reconnects uint64 `json:"reconnects"`
 	LastError  string `json:"last_error,omitempty"`
 	// NotificationQueueUsage is pg_notification_queue_usage(): the fraction
