@@ -80,10 +80,11 @@ type ListenerConfig struct {
 // Fast events are at-most-once: whatever is notified while the connection
 // is down is lost. The Listener publishes a GapSignal on the bus wherever it
 // knows events were lost, so subscribers can re-read state: after every
-// reconnect (GapReconnect), and in place of notifications it dropped
-// because the dispatcher was PendingEnvelopes behind (GapOverflow). Each gap
-// reaches the bus after the events received before the loss and before
-// those received after it.
+// reconnect (GapReconnect), in place of notifications it dropped because
+// the dispatcher was PendingEnvelopes behind (GapOverflow), and in place of
+// stashed events it could not fetch (GapUnresolved). Each gap reaches the
+// bus after the events received before the loss and before those received
+// after it.
 type Listener struct {
 	pool       *pgxpool.Pool
 	bus        *Bus
@@ -502,7 +503,8 @@ func (l *Listener) publish(ev Event) {
 }
 
 // resolve fetches stashed events through the pool (never the LISTEN
-// connection) and publishes them in reference order.
+// connection) and publishes them in reference order. In place of each run
+// of references it cannot resolve it publishes one GapUnresolved.
 func (l *Listener) resolve(ctx context.Context, refs []uuid.UUID) {
 	rctx, cancel := context.WithTimeout(ctx, l.cfg.ResolveTimeout)
 	defer cancel()
@@ -514,28 +516,53 @@ func (l *Listener) resolve(ctx context.Context, refs []uuid.UUID) {
 		l.refErrors.Add(uint64(len(refs)))
 		l.logger.Error("stepevents listener: error fetching stashed events", slog.Int("count", len(refs)),
 			slog.String("err", err.Error()))
+		l.unresolved(time.Now(), uint64(len(refs)), "error fetching stashed events: "+err.Error())
 		return
 	}
 	byID := make(map[uuid.UUID][]byte, len(rows))
 	for _, r := range rows {
 		byID[r.EventID] = r.Event
 	}
+	var lost uint64 // references not resolved since the last event published
+	var since time.Time
+	var cause string
+	miss := func(why string) {
+		l.refErrors.Add(1)
+		if lost == 0 {
+			since, cause = time.Now(), why
+		}
+		lost++
+	}
 	for _, id := range refs {
 		raw, ok := byID[id]
 		if !ok {
-			l.refErrors.Add(1)
 			l.logger.Warn("stepevents listener: stashed event not found (pruned after an hour, or forged reference)",
 				slog.String("event_id", id.String()))
+			miss("stashed event " + id.String() + " not found: pruned after an hour, or a forged reference")
 			continue
 		}
 		ev, ok := l.decode(raw)
 		if !ok {
-			l.refErrors.Add(1)
+			miss("stashed event " + id.String() + " does not decode")
 			continue
+		}
+		if lost > 0 {
+			l.unresolved(since, lost, cause)
+			lost = 0
 		}
 		l.refsResolved.Add(1)
 		l.publish(ev)
 	}
+	if lost > 0 {
+		l.unresolved(since, lost, cause)
+	}
+}
+
+// unresolved publishes a GapUnresolved for n stashed events lost; cause is
+// why the first of them was.
+func (l *Listener) unresolved(since time.Time, n uint64, cause string) {
+	l.bus.PublishGap(GapSignal{Kind: GapUnresolved, Channel: l.channel, Reconnects: l.reconnects.Load(),
+		Since: since, Dropped: n, Cause: cause})
 }
 
 // ListenerHealth is a Listener's state and counters.
@@ -575,7 +602,8 @@ type ListenerHealth struct {
 	Published uint64 `json:"published"`
 	// RefsResolved counts stashed events fetched and published.
 	RefsResolved uint64 `json:"refs_resolved"`
-	// RefErrors counts references that could not be resolved.
+	// RefErrors counts references that could not be resolved; subscribers
+	// got a GapUnresolved for them.
 	RefErrors uint64 `json:"ref_errors"`
 }
 

@@ -2,11 +2,13 @@ package events_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -228,4 +230,80 @@ func TestListenerGapOverflowBeforeNextEvent(t *testing.T) {
 	require.Len(t, gaps, 1)
 	requireOverflowGap(t, gaps[0], 4, start)
 	require.Equal(t, uint64(4), r.listener.Health(context.Background()).DroppedOverflow)
+}
+
+// wireEnv builds an unsigned NOTIFY payload carrying env.
+func wireEnv(t *testing.T, env events.Envelope) string {
+	t.Helper()
+	raw, err := json.Marshal(env)
+	require.NoError(t, err)
+	out, err := json.Marshal(map[string]any{"v": 1, "env": json.RawMessage(raw)})
+	require.NoError(t, err)
+	return string(out)
+}
+
+// stash stores event in the stash the listener resolves references from.
+func stash(t *testing.T, pool *pgxpool.Pool, event string) uuid.UUID {
+	t.Helper()
+	id := uuid.New()
+	_, err := pool.Exec(context.Background(), `INSERT INTO stepevents.fast_event_stash (event_id, event) VALUES ($1, $2)`, id, event)
+	require.NoError(t, err)
+	return id
+}
+
+func stashedEvent(t *testing.T, name string) string {
+	t.Helper()
+	ev, err := json.Marshal(events.Event{EventID: uuid.New(), EventName: name, EventVersion: events.EventVersion})
+	require.NoError(t, err)
+	return string(ev)
+}
+
+// TestListenerGapUnresolved: stash references that cannot be resolved (the
+// row is gone, never existed, or does not hold a valid event) reach
+// subscribers as a GapUnresolved in their place, between the events around them.
+func TestListenerGapUnresolved(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	bus := newBus(t, events.BusConfig{})
+	rec := recordSequence(t, bus)
+	l, err := events.NewListener(pool, bus, events.ListenerConfig{})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	require.NoError(t, l.Start(ctx))
+	t.Cleanup(func() { require.NoError(t, l.Close()) })
+
+	good1 := stash(t, pool, stashedEvent(t, "test.stashed.1"))
+	good2 := stash(t, pool, stashedEvent(t, "test.stashed.2"))
+	pruned := stash(t, pool, stashedEvent(t, "test.pruned"))
+	_, err = pool.Exec(ctx, `DELETE FROM stepevents.fast_event_stash WHERE event_id = $1`, pruned)
+	require.NoError(t, err)
+	forged := uuid.New()
+	invalid := stash(t, pool, `{"event_id": "`+uuid.NewString()+`", "event_name": "Not A Valid Name!"}`)
+
+	start := time.Now()
+	notify(t, pool, wireFor(t, "test.before", nil))
+	notify(t, pool, wireEnv(t, events.Envelope{Refs: []uuid.UUID{good1, pruned, forged, good2, invalid}}))
+	notify(t, pool, wireFor(t, "test.after", nil))
+
+	require.Equal(t, []string{"test.before", "test.stashed.1", "gap:unresolved:2", "test.stashed.2",
+		"gap:unresolved:1", "test.after"}, rec.waitFor(t, "test.after"))
+	gaps := rec.gapSignals()
+	require.Len(t, gaps, 2)
+	for _, g := range gaps {
+		require.Equal(t, events.GapUnresolved, g.Kind)
+		require.Equal(t, "unresolved", g.Kind.String())
+		require.Equal(t, events.DefaultChannel, g.Channel)
+		require.False(t, g.Since.Before(start))
+		require.False(t, g.Since.After(time.Now()))
+	}
+	require.Equal(t, uint64(2), gaps[0].Dropped)
+	require.Contains(t, gaps[0].Cause, pruned.String()+" not found", "the cause of the first of the run")
+	require.Equal(t, uint64(1), gaps[1].Dropped)
+	require.Contains(t, gaps[1].Cause, invalid.String()+" does not decode")
+
+	h := l.Health(ctx)
+	require.Equal(t, uint64(2), h.RefsResolved)
+	require.Equal(t, uint64(3), h.RefErrors)
+	require.Zero(t, h.Reconnects)
 }
