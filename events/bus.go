@@ -182,7 +182,9 @@ func WithHandlerTimeout(d time.Duration) SubscribeOption {
 // WithGapHandler also delivers gap signals to the subscription, through its
 // queue, so a gap arrives after the events queued before it and before the
 // events queued after it (unless the queue was full at the time; then as
-// soon as the worker is free).
+// soon as the worker is free: gaps kept for that are never dropped, and
+// consecutive ones of the same kind are merged into one, Dropped summed,
+// Since the earliest).
 func WithGapHandler(fn func(GapSignal)) SubscribeOption {
 	return func(o *subscribeOptions) { o.onGap = fn }
 }
@@ -528,13 +530,18 @@ type subscription struct {
 	policy  OverflowPolicy
 	timeout time.Duration
 
-	ctx        context.Context
-	cancel     context.CancelFunc
-	queue      *deliveryQueue
-	stop       chan struct{}
-	stopped    atomic.Bool
-	slow       atomic.Bool // in a dropping episode (warned once)
-	pendingGap atomic.Pointer[GapSignal]
+	ctx     context.Context
+	cancel  context.CancelFunc
+	queue   *deliveryQueue
+	stop    chan struct{}
+	stopped atomic.Bool
+	slow    atomic.Bool // in a dropping episode (warned once)
+
+	// Gaps the queue had no room for, oldest first, for the worker to
+	// deliver as soon as it is free; hasGaps says whether there are any.
+	gapMu       sync.Mutex
+	pendingGaps []GapSignal
+	hasGaps     atomic.Bool
 
 	dispatched, delivered, handlerErrors, panics, dropped atomic.Uint64
 }
@@ -571,11 +578,53 @@ func (s *subscription) offerGap(g GapSignal) {
 	}
 }
 
+// maxPendingGaps bounds the gaps a subscription keeps while its queue is
+// full: beyond it a gap is merged into the latest one of its kind.
+const maxPendingGaps = 16
+
 // deferGap keeps g for the worker to deliver as soon as it is free, and
-// wakes it in case it emptied its queue meanwhile and parked.
+// wakes it in case it emptied its queue meanwhile and parked. A gap of the
+// same kind as the latest one kept is merged into it, so no gap is lost
+// and a worker stuck in a handler cannot make the list grow without bound.
 func (s *subscription) deferGap(g GapSignal) {
-	s.pendingGap.Store(&g)
+	s.gapMu.Lock()
+	merged := false
+	for i := len(s.pendingGaps) - 1; i >= 0; i-- {
+		if s.pendingGaps[i].Kind == g.Kind && (i == len(s.pendingGaps)-1 || len(s.pendingGaps) >= maxPendingGaps) {
+			mergeGap(&s.pendingGaps[i], g)
+			merged = true
+			break
+		}
+	}
+	if !merged {
+		s.pendingGaps = append(s.pendingGaps, g)
+	}
+	s.hasGaps.Store(true)
+	s.gapMu.Unlock()
 	signal(s.queue.wake)
+}
+
+// mergeGap folds the later gap g into into, of the same kind: the losses
+// add up and the window spans both.
+func mergeGap(into *GapSignal, g GapSignal) {
+	into.Dropped += g.Dropped
+	into.Since = earliest(into.Since, g.Since)
+	into.DisconnectedAt = earliest(into.DisconnectedAt, g.DisconnectedAt)
+	if g.ReconnectedAt.After(into.ReconnectedAt) {
+		into.ReconnectedAt = g.ReconnectedAt
+	}
+	into.Reconnects = max(into.Reconnects, g.Reconnects)
+	if g.Cause != "" {
+		into.Cause = g.Cause
+	}
+}
+
+// earliest returns the earlier of two times, ignoring a zero one.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || !b.IsZero() && b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // waitForRoom is the Block policy: it queues d as soon as the worker frees
@@ -714,11 +763,19 @@ func (s *subscription) discard() {
 }
 
 func (s *subscription) deliverPendingGap() {
-	if s.pendingGap.Load() == nil {
+	if !s.hasGaps.Load() {
 		return
 	}
-	if g := s.pendingGap.Swap(nil); g != nil && !s.stopped.Load() {
-		s.deliver(delivery{gap: g})
+	s.gapMu.Lock()
+	gaps := s.pendingGaps
+	s.pendingGaps = nil
+	s.hasGaps.Store(false)
+	s.gapMu.Unlock()
+	for i := range gaps {
+		if s.stopped.Load() {
+			return
+		}
+		s.deliver(delivery{gap: &gaps[i]})
 	}
 }
 

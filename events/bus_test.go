@@ -521,6 +521,42 @@ func TestGapSignalJSON(t *testing.T) {
 	}
 }
 
+// TestBusKeepsEveryDeferredGap: gaps that find a subscription's queue full
+// are all delivered once its worker is free, a run of one kind merged.
+func TestBusKeepsEveryDeferredGap(t *testing.T) {
+	t.Parallel()
+	bus := newBus(t, events.BusConfig{})
+	entered, release := make(chan struct{}), make(chan struct{})
+	var order []string
+	var gaps []events.GapSignal
+	_, err := bus.Subscribe("*", func(_ context.Context, ev events.Event) error {
+		order = append(order, ev.EventName)
+		if ev.EventName == "order.first" {
+			close(entered)
+			<-release
+		}
+		return nil
+	}, events.WithQueueSize(1), events.WithGapHandler(func(g events.GapSignal) {
+		order = append(order, fmt.Sprintf("gap:%s:%d", g.Kind, g.Dropped))
+		gaps = append(gaps, g)
+	}))
+	require.NoError(t, err)
+	bus.Publish(newEvent("order.first"))
+	<-entered
+	bus.Publish(newEvent("order.second")) // fills the queue
+	t0 := time.Now()
+	bus.PublishGap(events.GapSignal{Kind: events.GapOverflow, Since: t0.Add(time.Second), Dropped: 2})
+	bus.PublishGap(events.GapSignal{Kind: events.GapOverflow, Since: t0, Dropped: 3})
+	bus.PublishGap(events.GapSignal{Kind: events.GapUnresolved, Since: t0, Dropped: 1})
+	bus.PublishGap(events.GapSignal{Kind: events.GapReconnect, Reconnects: 4})
+	close(release)
+	closeBus(t, bus)
+	require.Equal(t, []string{"order.first", "gap:overflow:5", "gap:unresolved:1", "gap:reconnect:0", "order.second"}, order)
+	require.True(t, gaps[0].Since.Equal(t0), "the merged gap began with the earlier one")
+	require.Equal(t, uint64(4), gaps[2].Reconnects)
+	require.Equal(t, uint64(4), bus.Stats().Gaps)
+}
+
 func TestBusStatsJSON(t *testing.T) {
 	t.Parallel()
 	bus := newBus(t, events.BusConfig{})
