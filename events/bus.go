@@ -26,20 +26,88 @@ const DefaultQueueSize = 1024
 // after re-reading authoritative state or the durable copy.
 type HandlerFunc func(ctx context.Context, ev Event) error
 
-// GapSignal tells subscribers that fast events may have been lost: the
-// listener's connection dropped and was re-established, and anything
-// notified in between never reached this process. Re-read authoritative
-// state (or catch up from the durable queue) on receipt.
+// GapKind says why a GapSignal was sent: how fast events were lost.
+type GapKind uint8
+
+// Gap kinds. In JSON (and in String) they are "reconnect", "overflow" and
+// "unresolved".
+const (
+	// GapReconnect: the LISTEN connection was lost and re-established;
+	// whatever was notified meanwhile never reached this process. It is the
+	// zero value: before gaps had kinds, every gap was a reconnect.
+	GapReconnect GapKind = iota
+	// GapOverflow: the listener fell PendingEnvelopes notifications behind
+	// (a Block subscriber, or slow stash reads) and dropped Dropped
+	// notifications, each carrying one or more events.
+	GapOverflow
+	// GapUnresolved: Dropped stashed (oversized) events could not be
+	// fetched: the stash row was gone (pruned after an hour), never existed
+	// (a forged reference), did not decode, or the fetch failed.
+	GapUnresolved
+)
+
+var gapKindNames = [...]string{GapReconnect: "reconnect", GapOverflow: "overflow", GapUnresolved: "unresolved"}
+
+// String returns "reconnect", "overflow" or "unresolved" (GapKind(n) for
+// an unknown kind).
+func (k GapKind) String() string {
+	if int(k) < len(gapKindNames) {
+		return gapKindNames[k]
+	}
+	return fmt.Sprintf("GapKind(%d)", uint8(k))
+}
+
+// MarshalText encodes the kind as its name.
+func (k GapKind) MarshalText() ([]byte, error) {
+	if int(k) >= len(gapKindNames) {
+		return nil, fmt.Errorf("stepevents: unknown gap kind %d", uint8(k))
+	}
+	return []byte(gapKindNames[k]), nil
+}
+
+// UnmarshalText decodes a kind's name.
+func (k *GapKind) UnmarshalText(b []byte) error {
+	for i, n := range gapKindNames {
+		if string(b) == n {
+			*k = GapKind(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("stepevents: unknown gap kind %q", b)
+}
+
+// GapSignal tells subscribers that fast events were (or may have been)
+// lost, and why (Kind): the listener reconnected, fell behind and dropped
+// notifications, or could not fetch stashed events. Re-read authoritative
+// state (or catch up from the durable queue) on receipt. The listener hands
+// a gap to the bus where the loss happened: after the events received
+// before it and before the events received after it.
 type GapSignal struct {
-	// Channel is the NOTIFY channel that reconnected.
+	// Kind says what was lost: GapReconnect (the zero value), GapOverflow or
+	// GapUnresolved.
+	Kind GapKind `json:"kind"`
+	// Channel is the NOTIFY channel the loss happened on.
 	Channel string `json:"channel"`
-	// Reconnects counts the listener's reconnects so far, this one included.
+	// Reconnects counts the listener's reconnects so far: for a
+	// GapReconnect, this one included.
 	Reconnects uint64 `json:"reconnects"`
-	// DisconnectedAt is when the listener noticed the connection was lost.
-	DisconnectedAt time.Time `json:"disconnected_at"`
-	// ReconnectedAt is when LISTEN was active again.
-	ReconnectedAt time.Time `json:"reconnected_at"`
-	// Cause is the error that ended the previous connection, if known.
+	// Since is when the loss began: when the connection was lost
+	// (GapReconnect, the same as DisconnectedAt), when the first of the
+	// dropped notifications was dropped (GapOverflow), or when the listener
+	// failed to fetch the stashed events (GapUnresolved).
+	Since time.Time `json:"since,omitzero"`
+	// Dropped is how many were lost, when known: notifications for
+	// GapOverflow, stashed events for GapUnresolved; 0 for GapReconnect,
+	// where nobody knows what was notified meanwhile.
+	Dropped uint64 `json:"dropped"`
+	// DisconnectedAt is when the listener noticed the connection was lost
+	// (GapReconnect only).
+	DisconnectedAt time.Time `json:"disconnected_at,omitzero"`
+	// ReconnectedAt is when LISTEN was active again (GapReconnect only).
+	ReconnectedAt time.Time `json:"reconnected_at,omitzero"`
+	// Cause is why: the error that ended the previous connection
+	// (GapReconnect, if known), the full hand-off (GapOverflow), or why the
+	// stashed events could not be fetched (GapUnresolved).
 	Cause string `json:"cause,omitempty"`
 }
 
@@ -114,7 +182,9 @@ func WithHandlerTimeout(d time.Duration) SubscribeOption {
 // WithGapHandler also delivers gap signals to the subscription, through its
 // queue, so a gap arrives after the events queued before it and before the
 // events queued after it (unless the queue was full at the time; then as
-// soon as the worker is free).
+// soon as the worker is free: gaps kept for that are never dropped, and
+// consecutive ones of the same kind are merged into one, Dropped summed,
+// Since the earliest).
 func WithGapHandler(fn func(GapSignal)) SubscribeOption {
 	return func(o *subscribeOptions) { o.onGap = fn }
 }
@@ -460,13 +530,18 @@ type subscription struct {
 	policy  OverflowPolicy
 	timeout time.Duration
 
-	ctx        context.Context
-	cancel     context.CancelFunc
-	queue      *deliveryQueue
-	stop       chan struct{}
-	stopped    atomic.Bool
-	slow       atomic.Bool // in a dropping episode (warned once)
-	pendingGap atomic.Pointer[GapSignal]
+	ctx     context.Context
+	cancel  context.CancelFunc
+	queue   *deliveryQueue
+	stop    chan struct{}
+	stopped atomic.Bool
+	slow    atomic.Bool // in a dropping episode (warned once)
+
+	// Gaps the queue had no room for, oldest first, for the worker to
+	// deliver as soon as it is free; hasGaps says whether there are any.
+	gapMu       sync.Mutex
+	pendingGaps []GapSignal
+	hasGaps     atomic.Bool
 
 	dispatched, delivered, handlerErrors, panics, dropped atomic.Uint64
 }
@@ -503,11 +578,53 @@ func (s *subscription) offerGap(g GapSignal) {
 	}
 }
 
+// maxPendingGaps bounds the gaps a subscription keeps while its queue is
+// full: beyond it a gap is merged into the latest one of its kind.
+const maxPendingGaps = 16
+
 // deferGap keeps g for the worker to deliver as soon as it is free, and
-// wakes it in case it emptied its queue meanwhile and parked.
+// wakes it in case it emptied its queue meanwhile and parked. A gap of the
+// same kind as the latest one kept is merged into it, so no gap is lost
+// and a worker stuck in a handler cannot make the list grow without bound.
 func (s *subscription) deferGap(g GapSignal) {
-	s.pendingGap.Store(&g)
+	s.gapMu.Lock()
+	merged := false
+	for i := len(s.pendingGaps) - 1; i >= 0; i-- {
+		if s.pendingGaps[i].Kind == g.Kind && (i == len(s.pendingGaps)-1 || len(s.pendingGaps) >= maxPendingGaps) {
+			mergeGap(&s.pendingGaps[i], g)
+			merged = true
+			break
+		}
+	}
+	if !merged {
+		s.pendingGaps = append(s.pendingGaps, g)
+	}
+	s.hasGaps.Store(true)
+	s.gapMu.Unlock()
 	signal(s.queue.wake)
+}
+
+// mergeGap folds the later gap g into into, of the same kind: the losses
+// add up and the window spans both.
+func mergeGap(into *GapSignal, g GapSignal) {
+	into.Dropped += g.Dropped
+	into.Since = earliest(into.Since, g.Since)
+	into.DisconnectedAt = earliest(into.DisconnectedAt, g.DisconnectedAt)
+	if g.ReconnectedAt.After(into.ReconnectedAt) {
+		into.ReconnectedAt = g.ReconnectedAt
+	}
+	into.Reconnects = max(into.Reconnects, g.Reconnects)
+	if g.Cause != "" {
+		into.Cause = g.Cause
+	}
+}
+
+// earliest returns the earlier of two times, ignoring a zero one.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || !b.IsZero() && b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // waitForRoom is the Block policy: it queues d as soon as the worker frees
@@ -646,11 +763,19 @@ func (s *subscription) discard() {
 }
 
 func (s *subscription) deliverPendingGap() {
-	if s.pendingGap.Load() == nil {
+	if !s.hasGaps.Load() {
 		return
 	}
-	if g := s.pendingGap.Swap(nil); g != nil && !s.stopped.Load() {
-		s.deliver(delivery{gap: g})
+	s.gapMu.Lock()
+	gaps := s.pendingGaps
+	s.pendingGaps = nil
+	s.hasGaps.Store(false)
+	s.gapMu.Unlock()
+	for i := range gaps {
+		if s.stopped.Load() {
+			return
+		}
+		s.deliver(delivery{gap: &gaps[i]})
 	}
 }
 

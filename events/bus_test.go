@@ -497,6 +497,66 @@ func TestBusGapSignals(t *testing.T) {
 	require.Equal(t, uint64(2), st.Delivered, "gaps are not counted as events")
 }
 
+// TestGapSignalJSON: the kind is encoded by name, and a GapSignal without
+// one is a reconnect, as every gap was before kinds existed.
+func TestGapSignalJSON(t *testing.T) {
+	t.Parallel()
+	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	raw, err := json.Marshal(events.GapSignal{Kind: events.GapOverflow, Channel: "c", Since: since, Dropped: 7, Cause: "full"})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"kind":"overflow","channel":"c","reconnects":0,"since":"2026-01-02T03:04:05Z","dropped":7,"cause":"full"}`,
+		string(raw))
+	var back events.GapSignal
+	require.NoError(t, json.Unmarshal(raw, &back))
+	require.Equal(t, events.GapOverflow, back.Kind)
+	require.Equal(t, uint64(7), back.Dropped)
+
+	var old events.GapSignal
+	require.NoError(t, json.Unmarshal([]byte(`{"channel":"c","reconnects":2}`), &old))
+	require.Equal(t, events.GapReconnect, old.Kind)
+	require.Error(t, json.Unmarshal([]byte(`{"kind":"sideways"}`), &old))
+	for k, want := range map[events.GapKind]string{events.GapReconnect: "reconnect", events.GapOverflow: "overflow",
+		events.GapUnresolved: "unresolved", events.GapKind(9): "GapKind(9)"} {
+		require.Equal(t, want, k.String())
+	}
+}
+
+// TestBusKeepsEveryDeferredGap: gaps that find a subscription's queue full
+// are all delivered once its worker is free, a run of one kind merged.
+func TestBusKeepsEveryDeferredGap(t *testing.T) {
+	t.Parallel()
+	bus := newBus(t, events.BusConfig{})
+	entered, release := make(chan struct{}), make(chan struct{})
+	var order []string
+	var gaps []events.GapSignal
+	_, err := bus.Subscribe("*", func(_ context.Context, ev events.Event) error {
+		order = append(order, ev.EventName)
+		if ev.EventName == "order.first" {
+			close(entered)
+			<-release
+		}
+		return nil
+	}, events.WithQueueSize(1), events.WithGapHandler(func(g events.GapSignal) {
+		order = append(order, fmt.Sprintf("gap:%s:%d", g.Kind, g.Dropped))
+		gaps = append(gaps, g)
+	}))
+	require.NoError(t, err)
+	bus.Publish(newEvent("order.first"))
+	<-entered
+	bus.Publish(newEvent("order.second")) // fills the queue
+	t0 := time.Now()
+	bus.PublishGap(events.GapSignal{Kind: events.GapOverflow, Since: t0.Add(time.Second), Dropped: 2})
+	bus.PublishGap(events.GapSignal{Kind: events.GapOverflow, Since: t0, Dropped: 3})
+	bus.PublishGap(events.GapSignal{Kind: events.GapUnresolved, Since: t0, Dropped: 1})
+	bus.PublishGap(events.GapSignal{Kind: events.GapReconnect, Reconnects: 4})
+	close(release)
+	closeBus(t, bus)
+	require.Equal(t, []string{"order.first", "gap:overflow:5", "gap:unresolved:1", "gap:reconnect:0", "order.second"}, order)
+	require.True(t, gaps[0].Since.Equal(t0), "the merged gap began with the earlier one")
+	require.Equal(t, uint64(4), gaps[2].Reconnects)
+	require.Equal(t, uint64(4), bus.Stats().Gaps)
+}
+
 func TestBusStatsJSON(t *testing.T) {
 	t.Parallel()
 	bus := newBus(t, events.BusConfig{})

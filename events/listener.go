@@ -33,7 +33,8 @@ const (
 	// DefaultResolveTimeout bounds fetching stashed (oversized) events.
 	DefaultResolveTimeout = 5 * time.Second
 	// DefaultPendingEnvelopes bounds the envelopes decoded but not yet
-	// handed to the bus; beyond it new ones are dropped and counted.
+	// handed to the bus; beyond it new ones are dropped, counted and
+	// reported to subscribers as a GapOverflow.
 	DefaultPendingEnvelopes = 4096
 )
 
@@ -61,7 +62,8 @@ type ListenerConfig struct {
 	// ResolveTimeout bounds fetching stashed events (DefaultResolveTimeout).
 	ResolveTimeout time.Duration
 	// PendingEnvelopes bounds the hand-off from the read loop to the bus
-	// (DefaultPendingEnvelopes).
+	// (DefaultPendingEnvelopes). Envelopes beyond it are dropped, and
+	// subscribers get a GapOverflow where they were lost.
 	PendingEnvelopes int
 }
 
@@ -76,8 +78,13 @@ type ListenerConfig struct {
 // stepevents.fast_event_stash through the pool, on another goroutine.
 //
 // Fast events are at-most-once: whatever is notified while the connection
-// is down is lost. After every reconnect the Listener publishes a GapSignal
-// on the bus so subscribers can re-read state.
+// is down is lost. The Listener publishes a GapSignal on the bus wherever it
+// knows events were lost, so subscribers can re-read state: after every
+// reconnect (GapReconnect), in place of notifications it dropped because
+// the dispatcher was PendingEnvelopes behind (GapOverflow), and in place of
+// stashed events it could not fetch (GapUnresolved). Each gap reaches the
+// bus after the events received before the loss and before those received
+// after it.
 type Listener struct {
 	pool       *pgxpool.Pool
 	bus        *Bus
@@ -88,6 +95,15 @@ type Listener struct {
 	cfg        ListenerConfig
 	queries    *db.Queries
 	handoff    chan handoffItem
+
+	// hmu orders the read loop's hand-offs against the dispatcher taking
+	// the gaps left pending. pendingGaps are gaps the read loop could not
+	// hand off (the hand-off was full), oldest first; the last may be an
+	// overflow still counting drops. They go before the next envelope handed
+	// off or, once the dispatcher has emptied the hand-off, straight to the
+	// bus: either way after everything received before them.
+	hmu         sync.Mutex
+	pendingGaps []GapSignal
 
 	mu      sync.Mutex // guards started, cancel, done
 	started bool
@@ -314,7 +330,8 @@ func (h listenHandler) HandleBacklog(_ context.Context, _ string, conn *pgx.Conn
 	l.pid.Store(conn.PgConn().PID())
 	l.stateMu.Lock()
 	l.connectedSince = now
-	gap := GapSignal{Channel: l.channel, DisconnectedAt: l.disconnectedAt, ReconnectedAt: now, Cause: l.lastErr}
+	gap := GapSignal{Kind: GapReconnect, Channel: l.channel, Since: l.disconnectedAt, DisconnectedAt: l.disconnectedAt,
+		ReconnectedAt: now, Cause: l.lastErr}
 	l.stateMu.Unlock()
 	l.connected.Store(true)
 	if !l.isLive.Swap(true) {
@@ -325,11 +342,7 @@ func (h listenHandler) HandleBacklog(_ context.Context, _ string, conn *pgx.Conn
 	l.logger.Info("stepevents listener: reconnected; fast events sent meanwhile are lost",
 		slog.String("channel", l.channel), slog.Uint64("reconnects", gap.Reconnects),
 		slog.Duration("down_for", now.Sub(gap.DisconnectedAt)))
-	select {
-	case l.handoff <- handoffItem{gap: &gap}:
-	default:
-		l.bus.PublishGap(gap) // never lose a gap, even out of order
-	}
+	l.handOffGap(gap)
 	return nil
 }
 
@@ -348,12 +361,81 @@ func (h listenHandler) HandleNotification(_ context.Context, n *pgconn.Notificat
 		return nil
 	}
 	l.decoded.Add(1)
-	select {
-	case l.handoff <- handoffItem{env: env}:
-	default:
+	if !l.handOff(env) {
 		l.drop(&l.droppedOverflow, "dispatcher behind, envelope", n, nil)
 	}
 	return nil
+}
+
+// handOff queues env for the dispatcher, after any gap still pending. When
+// there is no room it drops env, counting it in the overflow gap that will
+// take its place, and reports false. It runs on the read loop and never
+// blocks.
+func (l *Listener) handOff(env Envelope) bool {
+	l.hmu.Lock()
+	defer l.hmu.Unlock()
+	if l.flushGapsLocked() {
+		select {
+		case l.handoff <- handoffItem{env: env}:
+			return true
+		default:
+		}
+	}
+	if k := len(l.pendingGaps); k > 0 && l.pendingGaps[k-1].Kind == GapOverflow {
+		l.pendingGaps[k-1].Dropped++ // the same run of drops: nothing was handed off since
+		return false
+	}
+	l.pendingGaps = append(l.pendingGaps, GapSignal{Kind: GapOverflow, Channel: l.channel,
+		Reconnects: l.reconnects.Load(), Since: time.Now(), Dropped: 1,
+		Cause: fmt.Sprintf("the listener was %d notifications behind (ListenerConfig.PendingEnvelopes)", cap(l.handoff))})
+	return false
+}
+
+// handOffGap queues g for the dispatcher after any gap still pending, or
+// keeps it pending when there is no room. It never blocks.
+func (l *Listener) handOffGap(g GapSignal) {
+	l.hmu.Lock()
+	defer l.hmu.Unlock()
+	l.pendingGaps = append(l.pendingGaps, g)
+	l.flushGapsLocked()
+}
+
+// flushGapsLocked hands the pending gaps off, oldest first, while there is
+// room, and reports whether none is left. l.hmu is held.
+func (l *Listener) flushGapsLocked() bool {
+	for len(l.pendingGaps) > 0 {
+		g := l.pendingGaps[0]
+		select {
+		case l.handoff <- handoffItem{gap: &g}:
+			l.pendingGaps = l.pendingGaps[1:]
+		default:
+			return false
+		}
+	}
+	l.pendingGaps = nil
+	return true
+}
+
+// publishPendingGaps publishes the gaps the read loop could not hand off,
+// once the dispatcher has emptied the hand-off: everything received before
+// them has then been published, and nothing was handed off after them (the
+// read loop hands off pending gaps before any envelope). Without it a gap
+// would wait for the next notification. Only the dispatcher calls it.
+func (l *Listener) publishPendingGaps() {
+	if len(l.handoff) > 0 {
+		return // the dispatcher comes back here after the next item
+	}
+	l.hmu.Lock()
+	if len(l.handoff) > 0 || len(l.pendingGaps) == 0 {
+		l.hmu.Unlock()
+		return
+	}
+	gaps := l.pendingGaps
+	l.pendingGaps = nil
+	l.hmu.Unlock()
+	for _, g := range gaps {
+		l.bus.PublishGap(g)
+	}
 }
 
 // drop counts a dropped envelope, logging the 1st, 2nd, 4th, 8th… of each
@@ -371,8 +453,8 @@ func (l *Listener) drop(counter *atomic.Uint64, what string, n *pgconn.Notificat
 	l.logger.Warn("stepevents listener: dropped "+what, attrs...)
 }
 
-// dispatchLoop hands envelopes to the bus in arrival order, resolving
-// references through the pool.
+// dispatchLoop hands envelopes and gaps to the bus in arrival order,
+// resolving references through the pool.
 func (l *Listener) dispatchLoop(ctx context.Context) {
 	for {
 		select {
@@ -381,16 +463,17 @@ func (l *Listener) dispatchLoop(ctx context.Context) {
 		case it := <-l.handoff:
 			if it.gap != nil {
 				l.bus.PublishGap(*it.gap)
-				continue
-			}
-			for _, raw := range it.env.Events {
-				if ev, ok := l.decode(raw); ok {
-					l.publish(ev)
+			} else {
+				for _, raw := range it.env.Events {
+					if ev, ok := l.decode(raw); ok {
+						l.publish(ev)
+					}
+				}
+				if len(it.env.Refs) > 0 {
+					l.resolve(ctx, it.env.Refs)
 				}
 			}
-			if len(it.env.Refs) > 0 {
-				l.resolve(ctx, it.env.Refs)
-			}
+			l.publishPendingGaps()
 		}
 	}
 }
@@ -420,7 +503,8 @@ func (l *Listener) publish(ev Event) {
 }
 
 // resolve fetches stashed events through the pool (never the LISTEN
-// connection) and publishes them in reference order.
+// connection) and publishes them in reference order. In place of each run
+// of references it cannot resolve it publishes one GapUnresolved.
 func (l *Listener) resolve(ctx context.Context, refs []uuid.UUID) {
 	rctx, cancel := context.WithTimeout(ctx, l.cfg.ResolveTimeout)
 	defer cancel()
@@ -432,28 +516,53 @@ func (l *Listener) resolve(ctx context.Context, refs []uuid.UUID) {
 		l.refErrors.Add(uint64(len(refs)))
 		l.logger.Error("stepevents listener: error fetching stashed events", slog.Int("count", len(refs)),
 			slog.String("err", err.Error()))
+		l.unresolved(time.Now(), uint64(len(refs)), "error fetching stashed events: "+err.Error())
 		return
 	}
 	byID := make(map[uuid.UUID][]byte, len(rows))
 	for _, r := range rows {
 		byID[r.EventID] = r.Event
 	}
+	var lost uint64 // references not resolved since the last event published
+	var since time.Time
+	var cause string
+	miss := func(why string) {
+		l.refErrors.Add(1)
+		if lost == 0 {
+			since, cause = time.Now(), why
+		}
+		lost++
+	}
 	for _, id := range refs {
 		raw, ok := byID[id]
 		if !ok {
-			l.refErrors.Add(1)
 			l.logger.Warn("stepevents listener: stashed event not found (pruned after an hour, or forged reference)",
 				slog.String("event_id", id.String()))
+			miss("stashed event " + id.String() + " not found: pruned after an hour, or a forged reference")
 			continue
 		}
 		ev, ok := l.decode(raw)
 		if !ok {
-			l.refErrors.Add(1)
+			miss("stashed event " + id.String() + " does not decode")
 			continue
+		}
+		if lost > 0 {
+			l.unresolved(since, lost, cause)
+			lost = 0
 		}
 		l.refsResolved.Add(1)
 		l.publish(ev)
 	}
+	if lost > 0 {
+		l.unresolved(since, lost, cause)
+	}
+}
+
+// unresolved publishes a GapUnresolved for n stashed events lost; cause is
+// why the first of them was.
+func (l *Listener) unresolved(since time.Time, n uint64, cause string) {
+	l.bus.PublishGap(GapSignal{Kind: GapUnresolved, Channel: l.channel, Reconnects: l.reconnects.Load(),
+		Since: since, Dropped: n, Cause: cause})
 }
 
 // ListenerHealth is a Listener's state and counters.
@@ -464,7 +573,7 @@ type ListenerHealth struct {
 	// BackendPID is the server process of the current (or last) LISTEN session.
 	BackendPID     uint32    `json:"backend_pid"`
 	ConnectedSince time.Time `json:"connected_since,omitzero"`
-	// Reconnects counts sessions after the first; each sent a GapSignal.
+	// Reconnects counts sessions after the first; each sent a GapReconnect.
 	Reconnects uint64 `json:"reconnects"`
 	LastError  string `json:"last_error,omitempty"`
 	// NotificationQueueUsage is pg_notification_queue_usage(): the fraction
@@ -486,13 +595,15 @@ type ListenerHealth struct {
 	// (only when a SigningKey is set).
 	DroppedForged uint64 `json:"dropped_forged"`
 	// DroppedOverflow counts envelopes dropped because the dispatcher was
-	// PendingEnvelopes behind (a Block subscriber, or slow stash reads).
+	// PendingEnvelopes behind (a Block subscriber, or slow stash reads);
+	// subscribers got a GapOverflow for them.
 	DroppedOverflow uint64 `json:"dropped_overflow"`
 	// Published counts events handed to the bus.
 	Published uint64 `json:"published"`
 	// RefsResolved counts stashed events fetched and published.
 	RefsResolved uint64 `json:"refs_resolved"`
-	// RefErrors counts references that could not be resolved.
+	// RefErrors counts references that could not be resolved; subscribers
+	// got a GapUnresolved for them.
 	RefErrors uint64 `json:"ref_errors"`
 }
 

@@ -168,8 +168,12 @@ func TestListenerReconnects(t *testing.T) {
 
 	require.True(t, capture.WaitForGaps(1, waitTimeout), "no gap signal after the reconnect")
 	gap := capture.Gaps()[0]
+	require.Equal(t, events.GapReconnect, gap.Kind)
 	require.Equal(t, uint64(1), gap.Reconnects)
 	require.Equal(t, events.DefaultChannel, gap.Channel)
+	require.Equal(t, gap.DisconnectedAt, gap.Since)
+	require.False(t, gap.Since.IsZero())
+	require.Zero(t, gap.Dropped, "nobody knows what was notified meanwhile")
 	require.NotEmpty(t, gap.Cause)
 	require.False(t, gap.ReconnectedAt.Before(gap.DisconnectedAt))
 	after := l.Health(b.ctx)

@@ -37,8 +37,10 @@ func (a *app) listenCmd() *cobra.Command {
 			"(name, event_id, task, step) or one JSON object per line with --json, until Ctrl-C.\n" +
 			"Patterns: \"*\" (default) matches every event; otherwise dot-separated segments where \"*\" matches one\n" +
 			"segment and a final \">\" one or more, e.g. \"payment.*\" or \"payment.>\".\n" +
-			"Fast events are at-most-once: anything sent while the connection is down is lost, and a \"gap\" line\n" +
-			"says so. Durable events are in the queue: see `stepevents events list`.",
+			"Fast events are at-most-once, and a \"gap\" line says where some were lost, and why: \"reconnected\"\n" +
+			"(anything sent while the connection was down), \"overflow\" (notifications dropped because the listener\n" +
+			"fell behind) or \"unresolved\" (oversized events whose stashed copy could not be fetched).\n" +
+			"Durable events are in the queue: see `stepevents events list`.",
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				args = []string{"*"}
@@ -67,6 +69,36 @@ func (a *app) listenCmd() *cobra.Command {
 type listenedJSON struct {
 	Event *events.Event     `json:"event,omitempty"`
 	Gap   *events.GapSignal `json:"gap,omitempty"`
+}
+
+// gapLine is the line listen prints for a gap: what was lost, and why.
+func gapLine(g events.GapSignal) string {
+	var s, lost string
+	switch g.Kind {
+	case events.GapReconnect:
+		return fmt.Sprintf("gap: reconnected to channel %s after %s (reconnect %d); fast events sent meanwhile are lost",
+			g.Channel, g.ReconnectedAt.Sub(g.DisconnectedAt).Round(time.Millisecond), g.Reconnects)
+	case events.GapOverflow:
+		s = fmt.Sprintf("gap: overflow on channel %s: %d notification(s) dropped", g.Channel, g.Dropped)
+		lost = "the fast events they carried are lost"
+	case events.GapUnresolved:
+		s = fmt.Sprintf("gap: unresolved on channel %s: %d stashed event(s) could not be fetched", g.Channel, g.Dropped)
+		lost = "those fast events are lost"
+	default:
+		s = fmt.Sprintf("gap: %s on channel %s: %d dropped", g.Kind, g.Channel, g.Dropped)
+		lost = "fast events were lost"
+	}
+	if !g.Since.IsZero() {
+		at := " at "
+		if g.Kind == events.GapOverflow {
+			at = " since " // the first drop
+		}
+		s += at + g.Since.Local().Format("15:04:05.000")
+	}
+	if g.Cause != "" {
+		s += " (" + g.Cause + ")"
+	}
+	return s + "; " + lost
 }
 
 func (a *app) listen(ctx context.Context, channel string, patterns []events.Pattern) error {
@@ -110,10 +142,7 @@ func (a *app) listen(ctx context.Context, channel string, patterns []events.Patt
 		}
 		return nil
 	}, events.WithName("stepevents listen"), events.WithQueueSize(listenQueue),
-		events.WithGapHandler(func(g events.GapSignal) {
-			writeLine(listenedJSON{Gap: &g}, fmt.Sprintf("gap: reconnected to channel %s after %s (reconnect %d); fast events sent meanwhile are lost",
-				g.Channel, g.ReconnectedAt.Sub(g.DisconnectedAt).Round(time.Millisecond), g.Reconnects))
-		}))
+		events.WithGapHandler(func(g events.GapSignal) { writeLine(listenedJSON{Gap: &g}, gapLine(g)) }))
 	if err != nil {
 		return fmt.Errorf("error subscribing: %w", err)
 	}

@@ -57,7 +57,7 @@ func NewStatsCollector(router RouterStatser, bus BusStatser) *StatsCollector {
 		handlerErrors: d("bus_handler_errors_total", "Handler calls that returned an error."),
 		panics:        d("bus_handler_panics_total", "Handler calls that panicked (recovered)."),
 		dropped:       d("bus_dropped_total", "Events a subscription lost (queue full, Block timeout, unsubscribe)."),
-		gaps:          d("bus_gaps_total", "Gap signals published (listener reconnects)."),
+		gaps:          d("bus_gaps_total", "Gap signals published: listener reconnects, notifications the listener dropped when behind, and stashed events it could not fetch."),
 		subDepth:      d("bus_subscriber_queue_depth", "Events waiting in a subscription's queue.", "subscriber", "pattern"),
 		subCapacity:   d("bus_subscriber_queue_capacity", "Capacity of a subscription's queue.", "subscriber", "pattern"),
 		subDelivered:  d("bus_subscriber_delivered_total", "Handler calls that returned nil, per subscription.", "subscriber", "pattern"),
