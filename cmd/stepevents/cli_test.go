@@ -186,6 +186,52 @@ func TestTemplateApplyAndList(t *testing.T) {
 	require.Contains(t, r.stdout, "unknown condition")
 }
 
+// writeTemplate writes a copy of the good template with each old string
+// replaced by its new one, and returns its path.
+func writeTemplate(t *testing.T, name string, replace ...string) string {
+	t.Helper()
+	b, err := os.ReadFile(goodTemplate)
+	require.NoError(t, err)
+	s := string(b)
+	for i := 0; i < len(replace); i += 2 {
+		require.Contains(t, s, replace[i])
+		s = strings.Replace(s, replace[i], replace[i+1], 1)
+	}
+	path := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.WriteFile(path, []byte(s), 0o644))
+	return path
+}
+
+// TestTemplateApplyAllOrNothing: apply stores every file or none. The
+// second file is valid on its own but the database refuses it (its version
+// is already applied with another definition), so the first, new, template
+// must not be stored either.
+func TestTemplateApplyAllOrNothing(t *testing.T) {
+	t.Parallel()
+	url := testdb.NewURL(t)
+	ok(t, url, "template", "apply", goodTemplate)
+	first := writeTemplate(t, "first.yaml", "name: domain_event_publishing", "name: all_or_nothing")
+	second := writeTemplate(t, "second.yaml", "description: Order fulfilment", "description: Changed order fulfilment")
+
+	r := userErr(t, url, "template", "apply", first, second)
+	out := ok(t, url, "template", "list")
+	require.NotContains(t, out, "all_or_nothing", "the first file must not be stored")
+	rc := userErr(t, url, "task", "create", "domain_events/all_or_nothing", "--context", orderContext)
+	require.Contains(t, rc.stderr, "not found")
+
+	require.Contains(t, r.stderr, "template domain_events/domain_event_publishing@1.0.0 ("+second+")")
+	require.Contains(t, r.stderr, "already applied with a different definition")
+	require.Contains(t, r.stderr, "none of the 2 files was applied")
+	require.NotContains(t, r.stdout, "applied ")
+
+	// Both valid: both stored, reported after the commit.
+	third := writeTemplate(t, "third.yaml", "name: domain_event_publishing", "name: all_or_nothing",
+		"version: 1.0.0", "version: 1.1.0")
+	out = ok(t, url, "template", "apply", first, third)
+	require.Contains(t, out, "applied domain_events/all_or_nothing@1.0.0 from "+first)
+	require.Contains(t, out, "applied domain_events/all_or_nothing@1.1.0 from "+third)
+}
+
 func TestTaskCreateAndShow(t *testing.T) {
 	t.Parallel()
 	url, id := newTask(t)
