@@ -70,8 +70,14 @@ type result struct {
 // cli runs the binary with args; DATABASE_URL is cleared so only flags count.
 func cli(t *testing.T, args ...string) result {
 	t.Helper()
+	return cliEnv(t, "", args...)
+}
+
+// cliEnv runs the binary with args and DATABASE_URL set to databaseURL.
+func cliEnv(t *testing.T, databaseURL string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(binary(t), args...)
-	cmd.Env = append(os.Environ(), "DATABASE_URL=")
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+databaseURL)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -420,4 +426,50 @@ func TestMigrate(t *testing.T) {
 		require.False(t, s.Applied, s.Source)
 	}
 	ok(t, url, "migrate", "up")
+}
+
+// TestHelpHidesDatabasePassword: --help shows the default of --database-url
+// (DATABASE_URL) without its password, in every form pgx accepts.
+func TestHelpHidesDatabasePassword(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ env, shown string }{
+		{"postgres://alice:s3cretpw@db.example:5432/app?sslmode=disable",
+			`(default "postgres://alice:xxxxx@db.example:5432/app?sslmode=disable")`},
+		{"postgresql://alice@db.example/app?password=s3cretpw&sslmode=disable",
+			`(default "postgresql://alice@db.example/app?password=xxxxx&sslmode=disable")`},
+		{"host=db.example user=alice password='s3cretpw and more' dbname=app",
+			`(default "host=db.example user=alice password=xxxxx dbname=app")`},
+		{"postgres://alice@db.example/app", `(default "postgres://alice@db.example/app")`},
+	} {
+		for _, args := range [][]string{{"--help"}, {"step", "start", "--help"}} {
+			r := cliEnv(t, tc.env, args...)
+			require.Equal(t, 0, r.code, "%v: %s", args, r.stderr)
+			require.NotContains(t, r.stdout+r.stderr, "s3cretpw", "%v with DATABASE_URL=%s", args, tc.env)
+			require.Contains(t, r.stdout, tc.shown, args)
+		}
+	}
+	r := cliEnv(t, "", "--help")
+	require.Regexp(t, `--database-url string\s+PostgreSQL URL; the default is \$DATABASE_URL\n`, r.stdout)
+}
+
+// TestDatabaseURLFromEnvironment: DATABASE_URL is still the default of
+// --database-url, and the flag overrides it.
+func TestDatabaseURLFromEnvironment(t *testing.T) {
+	t.Parallel()
+	url := testdb.NewURL(t)
+	const unreachable = "postgres://nobody:pw@127.0.0.1:1/x"
+
+	r := cliEnv(t, url, "template", "apply", goodTemplate)
+	require.Equal(t, 0, r.code, r.stderr)
+	r = cliEnv(t, url, "template", "list")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "domain_event_publishing")
+
+	r = cliEnv(t, unreachable, "template", "list")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "no database reachable at 127.0.0.1:1/x")
+
+	r = cliEnv(t, unreachable, "--database-url", url, "template", "list")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "domain_event_publishing")
 }
