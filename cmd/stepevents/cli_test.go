@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -321,11 +322,23 @@ func TestStepFailRetryable(t *testing.T) {
 	url, id := newTask(t)
 	v := stepID(t, showTask(t, url, id), validateStep)
 	ok(t, url, "step", "start", v)
+	before := time.Now()
 	out := ok(t, url, "step", "fail", v, "--error", "timeout", "--retry-after", "1h")
 	require.Contains(t, out, "waiting_for_retry")
 	st := showTask(t, url, id)
 	require.Equal(t, "waiting_for_retry", st.Steps[0].State)
 	require.False(t, st.Steps[0].Ready)
+	// --retry-after is capped at the step's max_backoff_ms (10s in the fixture), as its help says.
+	var shown struct {
+		Steps []struct {
+			NextRetryAt *time.Time `json:"next_retry_at"`
+		} `json:"steps"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(ok(t, url, "task", "show", "--json", id)), &shown))
+	require.NotNil(t, shown.Steps[0].NextRetryAt)
+	require.WithinDuration(t, before.Add(10*time.Second), *shown.Steps[0].NextRetryAt, 5*time.Second)
+	help := ok(t, url, "step", "fail", "--help")
+	require.Contains(t, strings.Join(strings.Fields(help), " "), "capped at the step's max_backoff_ms")
 	r := userErr(t, url, "step", "start", v)
 	require.Contains(t, r.stderr, "is not ready")
 	userErr(t, url, "step", "fail", v, "--error", "x", "--retry-after", "soon")

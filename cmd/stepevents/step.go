@@ -109,7 +109,9 @@ func (a *app) stepCmd() *cobra.Command {
 	fail.Flags().StringVar(&f.Code, "code", "", "error code")
 	fail.Flags().StringVar(&f.Type, "type", "", "error type")
 	fail.Flags().BoolVar(&f.Permanent, "permanent", false, "forbid a retry whatever attempts remain")
-	fail.Flags().StringVar(&retryAfter, "retry-after", "", "retry after this duration instead of the step's backoff")
+	fail.Flags().StringVar(&retryAfter, "retry-after", "",
+		"retry after this duration instead of the step's backoff, capped at the step's max_backoff_ms "+
+			"(its template's retry setting); unused when the failure is not retried")
 
 	var note string
 	resolve := a.withJSON(&cobra.Command{
