@@ -317,6 +317,43 @@ func TestStepFailPermanent(t *testing.T) {
 	require.True(t, st.Steps[2].Ready)
 }
 
+// TestStepJSONHasNoReady: step start, resolve and reset --json print the
+// step's state without "ready", which only task show computes; task show
+// --json keeps it, false included.
+func TestStepJSONHasNoReady(t *testing.T) {
+	t.Parallel()
+	url, id := newTask(t)
+	st := showTask(t, url, id)
+	v := stepID(t, st, validateStep)
+	fields := func(out string) map[string]any {
+		t.Helper()
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(out), &m), out)
+		return m
+	}
+
+	m := fields(ok(t, url, "step", "start", "--json", v))
+	require.Equal(t, "in_progress", m["state"])
+	require.NotContains(t, m, "ready", "step start --json")
+	ok(t, url, "step", "fail", v, "--error", "bad order", "--permanent")
+	m = fields(ok(t, url, "step", "reset", "--json", v, "--note", "fixed"))
+	require.Equal(t, "pending", m["state"])
+	require.NotContains(t, m, "ready", "step reset --json")
+	m = fields(ok(t, url, "step", "resolve", "--json", v, "--note", "done by hand"))
+	require.Equal(t, "resolved_manually", m["state"])
+	require.NotContains(t, m, "ready", "step resolve --json")
+	for _, k := range []string{"step_uuid", "name", "attempts", "max_attempts", "next_retry_at"} {
+		require.Contains(t, m, k)
+	}
+
+	var shown struct {
+		Steps []map[string]any `json:"steps"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(ok(t, url, "task", "show", "--json", id)), &shown))
+	require.Equal(t, false, shown.Steps[0]["ready"], "resolved: not ready for execution")
+	require.Equal(t, true, shown.Steps[1]["ready"], "its dependent is ready")
+}
+
 func TestStepFailRetryable(t *testing.T) {
 	t.Parallel()
 	url, id := newTask(t)

@@ -77,7 +77,7 @@ func (a *app) taskCmd() *cobra.Command {
 			for _, s := range steps {
 				r := byStep[s.StepUUID.String()]
 				out.Steps = append(out.Steps, stepJSON{StepUUID: s.StepUUID.String(), Name: s.Name, State: s.State,
-					Attempts: s.Attempts, MaxAttempts: s.MaxAttempts, Ready: r.ReadyForExecution,
+					Attempts: s.Attempts, MaxAttempts: s.MaxAttempts, Ready: &r.ReadyForExecution,
 					NextRetryAt: r.NextRetryAt})
 			}
 			if a.json {
@@ -92,7 +92,7 @@ func (a *app) taskCmd() *cobra.Command {
 					next = s.NextRetryAt.UTC().Format(time.RFC3339)
 				}
 				fmt.Fprintf(w, "%s\t%s\t%s\t%d/%d\t%t\t%s\n", s.StepUUID, s.Name, s.State, s.Attempts, s.MaxAttempts,
-					s.Ready, next)
+					*s.Ready, next)
 			}
 			return w.Flush()
 		}),
@@ -111,13 +111,16 @@ type taskJSON struct {
 	Steps       []stepJSON      `json:"steps"`
 }
 
+// stepJSON is a step in --json output. Ready is set by task show only,
+// which reads the task's readiness; step start, resolve and reset print the
+// step's state without it.
 type stepJSON struct {
 	StepUUID    string     `json:"step_uuid"`
 	Name        string     `json:"name"`
 	State       string     `json:"state"`
 	Attempts    int        `json:"attempts"`
 	MaxAttempts int        `json:"max_attempts"`
-	Ready       bool       `json:"ready"`
+	Ready       *bool      `json:"ready,omitempty"`
 	NextRetryAt *time.Time `json:"next_retry_at"`
 }
 
