@@ -109,6 +109,17 @@ func userErr(t *testing.T, url string, args ...string) result {
 	return r
 }
 
+// usageErr runs the CLI against url and requires exit 2 (a usage error) with
+// a first stderr line naming what is wrong, then the pointer to --help.
+func usageErr(t *testing.T, url string, args ...string) result {
+	t.Helper()
+	r := cli(t, append([]string{"--database-url", url}, args...)...)
+	require.Equal(t, 2, r.code, "stepevents %v\nstdout: %s\nstderr: %s", args, r.stdout, r.stderr)
+	require.Regexp(t, `^stepevents: .+\nRun 'stepevents --help' for usage\.\n$`, r.stderr)
+	require.Empty(t, r.stdout)
+	return r
+}
+
 type shownTask struct {
 	TaskUUID string `json:"task_uuid"`
 	State    string `json:"state"`
@@ -378,8 +389,10 @@ func TestStepFailRetryable(t *testing.T) {
 	require.Contains(t, strings.Join(strings.Fields(help), " "), "capped at the step's max_backoff_ms")
 	r := userErr(t, url, "step", "start", v)
 	require.Contains(t, r.stderr, "is not ready")
-	userErr(t, url, "step", "fail", v, "--error", "x", "--retry-after", "soon")
-	userErr(t, url, "step", "fail", v)
+	r = usageErr(t, url, "step", "fail", v, "--error", "x", "--retry-after", "soon")
+	require.Contains(t, r.stderr, `invalid --retry-after "soon"`)
+	r = usageErr(t, url, "step", "fail", v)
+	require.Contains(t, r.stderr, "--error is required")
 }
 
 func TestStepErrors(t *testing.T) {
@@ -407,7 +420,7 @@ func TestStepErrors(t *testing.T) {
 
 	// malformed --result is refused before anything runs
 	ok(t, url, "step", "start", v)
-	r = userErr(t, url, "step", "complete", v, "--result", `{"order_id": `)
+	r = usageErr(t, url, "step", "complete", v, "--result", `{"order_id": `)
 	require.Contains(t, r.stderr, "--result is not valid JSON")
 	require.Equal(t, "in_progress", showTask(t, url, id).Steps[0].State)
 }
@@ -522,4 +535,52 @@ func TestDatabaseURLFromEnvironment(t *testing.T) {
 	r = cliEnv(t, unreachable, "--database-url", url, "template", "list")
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Contains(t, r.stdout, "domain_event_publishing")
+}
+
+// TestFlagValues: an invalid flag value is a usage error (exit 2) whose
+// message names the flag, for every command, before anything connects: the
+// database here is unreachable, so a check made later would exit 1.
+func TestFlagValues(t *testing.T) {
+	t.Parallel()
+	const unreachable = "postgres://nobody@127.0.0.1:1/x"
+	const step = "0192f0c4-1b2c-7d3e-8f40-123456789abc"
+	create := []string{"task", "create", "domain_events/domain_event_publishing"}
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{append(create, "--context", `[{"order_id": "x"}]`), "--context must be a JSON object like '{\"order_id\": \"…\"}', got an array"},
+		{append(create, "--context", `"order"`), "--context must be a JSON object like '{\"order_id\": \"…\"}', got a string"},
+		{append(create, "--context", ` 42`), "--context must be a JSON object like '{\"order_id\": \"…\"}', got a number"},
+		{append(create, "--context", `null`), "--context must be a JSON object like '{\"order_id\": \"…\"}', got null"},
+		{append(create, "--context", `{"order_id": `), "--context is not valid JSON"},
+		{[]string{"step", "complete", step, "--result", `{`}, "--result is not valid JSON"},
+		{[]string{"step", "fail", step}, "--error is required"},
+		{[]string{"step", "fail", step, "--error", "x", "--retry-after", "-5s"}, `invalid --retry-after "-5s"`},
+		{[]string{"step", "fail", step, "--error", "x", "--retry-after", "0s"}, `invalid --retry-after "0s"`},
+		{[]string{"step", "fail", step, "--error", "x", "--permanent=maybe"}, `"--permanent"`},
+		{[]string{"events", "list", "domain_events", "--limit", "abc"}, `"--limit"`},
+		{[]string{"events", "list", "domain_events", "--limit", "-3"}, "--limit must be at least 1"},
+		{[]string{"events", "consume", "domain_events", "--vt", "-1s"}, "--vt must be at least 1s"},
+		{[]string{"demo", "--orders", "abc"}, `"--orders"`},
+		{[]string{"demo", "--workers", "-1"}, "--workers must be between 1 and 256, got -1"},
+		{[]string{"demo", "--seed", "-1"}, `"--seed"`},
+		{[]string{"demo", "--timeout", "-1s"}, "--timeout must be a positive duration like 5m, got -1s"},
+		{[]string{"demo", "--timeout", "0s"}, "--timeout must be a positive duration like 5m, got 0s"},
+		{[]string{"demo", "--demo-database", "Bad-Name"}, `--demo-database "Bad-Name" is not a plain lower-case name`},
+		{[]string{"bench", "--duration", "-1s"}, "--duration must be a positive duration like 5s, got -1s"},
+		{[]string{"bench", "--duration", "soon"}, `"--duration"`},
+		{[]string{"bench", "--slices", "0"}, "--slices must be positive, got 0"},
+		{[]string{"bench", "--slices", "abc"}, `"--slices"`},
+		{[]string{"bench", "--scenarios", "nope"}, "no scenario matches --scenarios nope"},
+	} {
+		r := usageErr(t, unreachable, tc.args...)
+		require.Contains(t, r.stderr, tc.msg, tc.args)
+	}
+	// An unparsable --database-url on the command line is a usage error too,
+	// and its message does not repeat the value (it may hold a password).
+	r := cli(t, "--database-url", "postgres://u:secretpw@host:notaport/db", "template", "list")
+	require.Equal(t, 2, r.code, r.stderr)
+	require.Contains(t, r.stderr, "stepevents: invalid --database-url: check its syntax")
+	require.NotContains(t, r.stderr, "secretpw")
 }

@@ -79,6 +79,16 @@ func (a *app) rootCmd() *cobra.Command {
 	// --help prints the default: without its password, which is a secret.
 	root.PersistentFlags().Lookup("database-url").DefValue = redactDSN(env)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
+	// A --database-url given on the command line that cannot be parsed is a
+	// usage error (exit 2); a bad DATABASE_URL is reported on connecting.
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if f := cmd.Flags().Lookup("database-url"); f != nil && f.Changed && a.databaseURL != "" {
+			if _, err := pgconn.ParseConfig(a.databaseURL); err != nil {
+				return errors.New("invalid --database-url: check its syntax (postgres://user@host:port/db)")
+			}
+		}
+		return nil
+	}
 	root.AddCommand(a.migrateCmd(), a.templateCmd(), a.taskCmd(), a.stepCmd())
 	for _, c := range moreCommands {
 		root.AddCommand(c(a))

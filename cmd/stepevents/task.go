@@ -18,14 +18,16 @@ func (a *app) taskCmd() *cobra.Command {
 		Use:   "create NAMESPACE/NAME[@VERSION]",
 		Short: "Create a task from a stored template and print its uuid",
 		Args:  cobra.ExactArgs(1),
+		PreRunE: func(*cobra.Command, []string) error {
+			_, err := parseJSONObjectFlag("context", ctxJSON)
+			return err
+		},
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			p, err := parseTemplateRef(args[0])
 			if err != nil {
 				return err
 			}
-			if p.Context, err = parseJSONFlag("context", ctxJSON); err != nil {
-				return err
-			}
+			p.Context = json.RawMessage(ctxJSON)
 			pool, err := a.pool(cmd.Context())
 			if err != nil {
 				return err
