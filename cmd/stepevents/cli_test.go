@@ -584,3 +584,44 @@ func TestFlagValues(t *testing.T) {
 	require.Contains(t, r.stderr, "stepevents: invalid --database-url: check its syntax")
 	require.NotContains(t, r.stderr, "secretpw")
 }
+
+// TestTemplateVersionSelection: no version and @latest both pick the newest
+// applied version, compared numerically (10.0.0 after 9.0.0, not before as
+// in string order); template list sorts the same way; a malformed version in
+// a reference is refused with a message naming it.
+func TestTemplateVersionSelection(t *testing.T) {
+	t.Parallel()
+	url := testdb.NewURL(t)
+	const ref = "domain_events/versions"
+	var files []string
+	for _, v := range []string{"9.0.0", "10.0.0", "1.10.0", "1.9.0"} {
+		files = append(files, writeTemplate(t, v+".yaml", "name: domain_event_publishing", "name: versions",
+			"version: 1.0.0", "version: "+v))
+	}
+	ok(t, url, append([]string{"template", "apply"}, files...)...)
+
+	templateOf := func(args ...string) string {
+		t.Helper()
+		id := strings.TrimSpace(ok(t, url, append([]string{"task", "create"}, args...)...))
+		var shown struct {
+			Template string `json:"template"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(ok(t, url, "task", "show", "--json", id)), &shown))
+		return shown.Template
+	}
+	require.Equal(t, ref+"@10.0.0", templateOf(ref, "--context", orderContext))
+	require.Equal(t, ref+"@10.0.0", templateOf(ref+"@latest", "--context", orderContext))
+	require.Equal(t, ref+"@9.0.0", templateOf(ref+"@9.0.0", "--context", orderContext))
+	require.Equal(t, ref+"@1.10.0", templateOf(ref+"@1.10.0", "--context", orderContext))
+
+	require.Regexp(t, `(?s)versions\s+1\.9\.0.*versions\s+1\.10\.0.*versions\s+9\.0\.0.*versions\s+10\.0\.0`,
+		ok(t, url, "template", "list"))
+
+	for _, v := range []string{"v10", "10", "1.0", "01.0.0", "1.0.0-beta", "Latest", "1.0.0.0"} {
+		r := userErr(t, url, "task", "create", ref+"@"+v, "--context", orderContext)
+		require.Equal(t, fmt.Sprintf("stepevents: invalid version %q in template %q: write MAJOR.MINOR.PATCH like "+
+			"1.0.0 (digits only, no leading zeros), or latest\n", v, ref+"@"+v), r.stderr)
+	}
+	r := userErr(t, url, "task", "create", ref+"@2.0.0", "--context", orderContext)
+	require.Equal(t, "stepevents: template "+ref+"@2.0.0 not found\n", r.stderr)
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -15,8 +16,8 @@ func (a *app) taskCmd() *cobra.Command {
 	cmd := group("task", "Create and inspect tasks")
 	var ctxJSON string
 	create := &cobra.Command{
-		Use:   "create NAMESPACE/NAME[@VERSION]",
-		Short: "Create a task from a stored template and print its uuid",
+		Use:   "create NAMESPACE/NAME[@VERSION|@latest]",
+		Short: "Create a task from a stored template (by default its newest version) and print its uuid",
 		Args:  cobra.ExactArgs(1),
 		PreRunE: func(*cobra.Command, []string) error {
 			_, err := parseJSONObjectFlag("context", ctxJSON)
@@ -126,13 +127,26 @@ type stepJSON struct {
 	NextRetryAt *time.Time `json:"next_retry_at"`
 }
 
-// parseTemplateRef parses NAMESPACE/NAME[@VERSION].
+// templateVersion is the form template versions have (the loader's rule):
+// MAJOR.MINOR.PATCH, digits only, no leading zeros.
+var templateVersion = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
+
+// parseTemplateRef parses NAMESPACE/NAME[@VERSION], where VERSION is
+// MAJOR.MINOR.PATCH or latest. Latest (or no version) leaves Version empty:
+// the newest applied version, compared numerically (10.0.0 after 9.0.0).
 func parseTemplateRef(s string) (events.CreateTaskParams, error) {
 	var p events.CreateTaskParams
 	ref, version, hasVersion := strings.Cut(s, "@")
 	ns, name, ok := strings.Cut(ref, "/")
 	if !ok || ns == "" || name == "" || strings.Contains(name, "/") || (hasVersion && version == "") {
 		return p, fmt.Errorf("invalid template %q: write NAMESPACE/NAME or NAMESPACE/NAME@VERSION", s)
+	}
+	switch {
+	case version == "latest":
+		version = ""
+	case hasVersion && !templateVersion.MatchString(version):
+		return p, fmt.Errorf("invalid version %q in template %q: write MAJOR.MINOR.PATCH like 1.0.0 (digits only, "+
+			"no leading zeros), or latest", version, s)
 	}
 	p.Namespace, p.Name, p.Version = ns, name, version
 	return p, nil
