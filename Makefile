@@ -6,10 +6,6 @@ GO ?= go
 PKGS := ./...
 FUZZTIME ?= 10s
 
-# make run uses its own database so it never disturbs other data.
-DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/stepevents_run?sslmode=disable
-export DATABASE_URL
-
 .PHONY: all build run demo bench test generate check verify fmt vet sqlc-diff fuzz clean
 
 all: check test
@@ -59,19 +55,27 @@ bench: build
 demo: build
 	./bin/stepevents demo
 
-## run: one order through every step with the CLI, step by step.
+## run: one order through every step with the CLI, step by step. It works in its own
+## database, RUN_DATABASE_URL (created with psql when missing), given to every command
+## with --database-url: nothing is exported, so other targets (demo) never see it.
+RUN_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/stepevents_run?sslmode=disable
+# The run database's name, and the URL of the same server's postgres database.
+run_db_name = $(shell printf '%s' '$(RUN_DATABASE_URL)' | sed -E 's#^[^?]*/([^/?]*).*$$#\1#')
+run_admin_url = $(shell printf '%s' '$(RUN_DATABASE_URL)' | sed -E 's#^([^?]*/)[^/?]*#\1postgres#')
+RUN_CLI = ./bin/stepevents --database-url '$(RUN_DATABASE_URL)'
 run: build
-	@psql "$$(echo $(DATABASE_URL) | sed 's#/[^/?]*\([?]\|$$\)#/postgres\1#')" -qtAc "SELECT 1 FROM pg_database WHERE datname = 'stepevents_run'" | grep -q 1 || \
-	  psql "$$(echo $(DATABASE_URL) | sed 's#/[^/?]*\([?]\|$$\)#/postgres\1#')" -qc 'CREATE DATABASE stepevents_run'
-	./bin/stepevents migrate up
-	./bin/stepevents template apply test/templates/good/domain_event_publishing.yaml
-	@task=$$(./bin/stepevents task create domain_events/domain_event_publishing \
+	@psql '$(run_admin_url)' -qtAc "SELECT 1 FROM pg_database WHERE datname = '$(run_db_name)'" | grep -q 1 || \
+	  psql '$(run_admin_url)' -qc 'CREATE DATABASE "$(run_db_name)"'
+	@$(RUN_CLI) migrate up
+	@$(RUN_CLI) template apply test/templates/good/domain_event_publishing.yaml
+	@task=$$($(RUN_CLI) task create domain_events/domain_event_publishing \
 	    --context '{"order_id":"8c8a1f8e-6f57-4b0e-9d1c-2f8b8a0e4b11","customer_id":"c-1","amount":42.5}') && \
 	echo "task $$task" && \
-	for s in $$(./bin/stepevents task show $$task --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join(x["step_uuid"] for x in d["steps"]))'); do \
-	  ./bin/stepevents step start $$s >/dev/null && \
-	  ./bin/stepevents step complete $$s --result '{"order_id":"o-1","validation_timestamp":"2026-11-28T10:00:00Z","amount":42.5,"channel":"email"}' || exit 1; \
-	done && ./bin/stepevents task show $$task
+	steps=$$(psql '$(RUN_DATABASE_URL)' -qtAc "SELECT step_uuid FROM stepevents.workflow_steps WHERE task_uuid = '$$task' ORDER BY position") && \
+	for s in $$steps; do \
+	  $(RUN_CLI) step start $$s >/dev/null && \
+	  $(RUN_CLI) step complete $$s --result '{"order_id":"o-1","validation_timestamp":"2026-11-28T10:00:00Z","amount":42.5,"channel":"email"}' || exit 1; \
+	done && $(RUN_CLI) task show $$task
 
 clean:
 	rm -rf bin

@@ -138,7 +138,7 @@ SELECT t.template_id, t.namespace, t.name, t.version, t.description, t.created_a
        (SELECT count(*) FROM stepevents.template_steps s WHERE s.template_id = t.template_id)::integer AS step_count,
        (SELECT count(*) FROM stepevents.event_declarations d WHERE d.template_id = t.template_id)::integer AS event_count
 FROM stepevents.task_templates t
-ORDER BY t.namespace, t.name, t.version
+ORDER BY t.namespace, t.name, string_to_array(t.version, '.')::numeric[]
 `
 
 type ListTemplatesRow struct {
@@ -152,6 +152,9 @@ type ListTemplatesRow struct {
 	EventCount  int32
 }
 
+// ListTemplates lists the applied templates by namespace, name and version,
+// versions in numeric order (9.0.0 before 10.0.0; numeric[], not integer[],
+// so no component is too large to compare).
 func (q *Queries) ListTemplates(ctx context.Context, db DBTX) ([]ListTemplatesRow, error) {
 	rows, err := db.Query(ctx, listTemplates)
 	if err != nil {

@@ -4,11 +4,14 @@ SELECT stepevents.apply_template(
     sqlc.narg(input_schema)::jsonb, @definition::jsonb, @steps::jsonb, @events::jsonb)::bigint AS template_id;
 
 -- name: ListTemplates :many
+-- ListTemplates lists the applied templates by namespace, name and version,
+-- versions in numeric order (9.0.0 before 10.0.0; numeric[], not integer[],
+-- so no component is too large to compare).
 SELECT t.template_id, t.namespace, t.name, t.version, t.description, t.created_at,
        (SELECT count(*) FROM stepevents.template_steps s WHERE s.template_id = t.template_id)::integer AS step_count,
        (SELECT count(*) FROM stepevents.event_declarations d WHERE d.template_id = t.template_id)::integer AS event_count
 FROM stepevents.task_templates t
-ORDER BY t.namespace, t.name, t.version;
+ORDER BY t.namespace, t.name, string_to_array(t.version, '.')::numeric[];
 
 -- name: GetTemplateInputSchema :one
 SELECT t.template_id, t.version, t.input_schema

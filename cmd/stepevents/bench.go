@@ -64,13 +64,16 @@ Scenarios (--scenarios takes name prefixes, comma separated):
   concurrency_sweep/...       1-32 clients: fast after commit and in transaction vs durable-only
   durable_consumer/b10        stepevents consumer vs bare pgmq.read + pgmq.delete, batch 10`,
 		Args: cobra.NoArgs,
-		RunE: runE(func(cmd *cobra.Command, _ []string) error {
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
 			if o.short && !cmd.Flags().Changed("duration") {
 				o.duration = shortBenchDuration
 			}
 			if o.short && !cmd.Flags().Changed("slices") {
 				o.slices = 1
 			}
+			return o.validate()
+		},
+		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			return a.runBench(cmd.Context(), o)
 		}),
 	}
@@ -105,11 +108,15 @@ func (o benchOptions) selectGroups(all []benchGroup) []benchGroup {
 	return out
 }
 
-func (a *app) runBench(ctx context.Context, o benchOptions) error {
-	if o.duration <= 0 || o.slices <= 0 {
-		return fmt.Errorf("--duration and --slices must be positive (got %s and %d)", o.duration, o.slices)
+// validate checks the flags' values: a bad one is a usage error (exit 2).
+func (o benchOptions) validate() error {
+	if o.duration <= 0 {
+		return fmt.Errorf("--duration must be a positive duration like 5s, got %s", o.duration)
 	}
-	// Names only: groups are built again on the scratch database below.
+	if o.slices <= 0 {
+		return fmt.Errorf("--slices must be positive, got %d", o.slices)
+	}
+	// Names only: groups are built again on the scratch database.
 	if len((o.selectGroups((&benchEnv{}).benchGroups()))) == 0 {
 		var names []string
 		for _, g := range (&benchEnv{}).benchGroups() {
@@ -118,6 +125,11 @@ func (a *app) runBench(ctx context.Context, o benchOptions) error {
 		return fmt.Errorf("no scenario matches --scenarios %s; scenarios: %s", strings.Join(o.scenarios, ","),
 			strings.Join(names, ", "))
 	}
+	return nil
+}
+
+// runBench runs the bench; o has been validated.
+func (a *app) runBench(ctx context.Context, o benchOptions) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if o.cpuProfile != "" {

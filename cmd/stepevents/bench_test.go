@@ -99,13 +99,14 @@ func TestBenchScenarioFilter(t *testing.T) {
 	require.NotContains(t, stdout.String(), "fast_latency")
 }
 
-// TestBenchUnknownScenario fails before touching any database and lists the
+// TestBenchUnknownScenario: an unknown --scenarios value is a usage error
+// (exit 2) before any database is touched, and the message lists the
 // scenarios.
 func TestBenchUnknownScenario(t *testing.T) {
 	t.Parallel()
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), []string{"bench", "--scenarios", "nope"}, &stdout, &stderr)
-	require.Equal(t, exitUser, code)
+	require.Equal(t, exitUsage, code)
 	require.Contains(t, stderr.String(), "no scenario matches --scenarios nope")
 	require.Contains(t, stderr.String(), "durable_consumer/b10")
 }

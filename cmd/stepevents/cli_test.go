@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -70,8 +71,14 @@ type result struct {
 // cli runs the binary with args; DATABASE_URL is cleared so only flags count.
 func cli(t *testing.T, args ...string) result {
 	t.Helper()
+	return cliEnv(t, "", args...)
+}
+
+// cliEnv runs the binary with args and DATABASE_URL set to databaseURL.
+func cliEnv(t *testing.T, databaseURL string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(binary(t), args...)
-	cmd.Env = append(os.Environ(), "DATABASE_URL=")
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+databaseURL)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -99,6 +106,17 @@ func userErr(t *testing.T, url string, args ...string) result {
 	require.Equal(t, 1, r.code, "stepevents %v\nstdout: %s\nstderr: %s", args, r.stdout, r.stderr)
 	require.Equal(t, 1, strings.Count(r.stderr, "\n"), "one stderr line: %q", r.stderr)
 	require.True(t, strings.HasPrefix(r.stderr, "stepevents: "), r.stderr)
+	return r
+}
+
+// usageErr runs the CLI against url and requires exit 2 (a usage error) with
+// a first stderr line naming what is wrong, then the pointer to --help.
+func usageErr(t *testing.T, url string, args ...string) result {
+	t.Helper()
+	r := cli(t, append([]string{"--database-url", url}, args...)...)
+	require.Equal(t, 2, r.code, "stepevents %v\nstdout: %s\nstderr: %s", args, r.stdout, r.stderr)
+	require.Regexp(t, `^stepevents: .+\nRun 'stepevents --help' for usage\.\n$`, r.stderr)
+	require.Empty(t, r.stdout)
 	return r
 }
 
@@ -186,6 +204,52 @@ func TestTemplateApplyAndList(t *testing.T) {
 	require.Contains(t, r.stdout, "unknown condition")
 }
 
+// writeTemplate writes a copy of the good template with each old string
+// replaced by its new one, and returns its path.
+func writeTemplate(t *testing.T, name string, replace ...string) string {
+	t.Helper()
+	b, err := os.ReadFile(goodTemplate)
+	require.NoError(t, err)
+	s := string(b)
+	for i := 0; i < len(replace); i += 2 {
+		require.Contains(t, s, replace[i])
+		s = strings.Replace(s, replace[i], replace[i+1], 1)
+	}
+	path := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.WriteFile(path, []byte(s), 0o644))
+	return path
+}
+
+// TestTemplateApplyAllOrNothing: apply stores every file or none. The
+// second file is valid on its own but the database refuses it (its version
+// is already applied with another definition), so the first, new, template
+// must not be stored either.
+func TestTemplateApplyAllOrNothing(t *testing.T) {
+	t.Parallel()
+	url := testdb.NewURL(t)
+	ok(t, url, "template", "apply", goodTemplate)
+	first := writeTemplate(t, "first.yaml", "name: domain_event_publishing", "name: all_or_nothing")
+	second := writeTemplate(t, "second.yaml", "description: Order fulfilment", "description: Changed order fulfilment")
+
+	r := userErr(t, url, "template", "apply", first, second)
+	out := ok(t, url, "template", "list")
+	require.NotContains(t, out, "all_or_nothing", "the first file must not be stored")
+	rc := userErr(t, url, "task", "create", "domain_events/all_or_nothing", "--context", orderContext)
+	require.Contains(t, rc.stderr, "not found")
+
+	require.Contains(t, r.stderr, "template domain_events/domain_event_publishing@1.0.0 ("+second+")")
+	require.Contains(t, r.stderr, "already applied with a different definition")
+	require.Contains(t, r.stderr, "none of the 2 files was applied")
+	require.NotContains(t, r.stdout, "applied ")
+
+	// Both valid: both stored, reported after the commit.
+	third := writeTemplate(t, "third.yaml", "name: domain_event_publishing", "name: all_or_nothing",
+		"version: 1.0.0", "version: 1.1.0")
+	out = ok(t, url, "template", "apply", first, third)
+	require.Contains(t, out, "applied domain_events/all_or_nothing@1.0.0 from "+first)
+	require.Contains(t, out, "applied domain_events/all_or_nothing@1.1.0 from "+third)
+}
+
 func TestTaskCreateAndShow(t *testing.T) {
 	t.Parallel()
 	url, id := newTask(t)
@@ -264,20 +328,71 @@ func TestStepFailPermanent(t *testing.T) {
 	require.True(t, st.Steps[2].Ready)
 }
 
+// TestStepJSONHasNoReady: step start, resolve and reset --json print the
+// step's state without "ready", which only task show computes; task show
+// --json keeps it, false included.
+func TestStepJSONHasNoReady(t *testing.T) {
+	t.Parallel()
+	url, id := newTask(t)
+	st := showTask(t, url, id)
+	v := stepID(t, st, validateStep)
+	fields := func(out string) map[string]any {
+		t.Helper()
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(out), &m), out)
+		return m
+	}
+
+	m := fields(ok(t, url, "step", "start", "--json", v))
+	require.Equal(t, "in_progress", m["state"])
+	require.NotContains(t, m, "ready", "step start --json")
+	ok(t, url, "step", "fail", v, "--error", "bad order", "--permanent")
+	m = fields(ok(t, url, "step", "reset", "--json", v, "--note", "fixed"))
+	require.Equal(t, "pending", m["state"])
+	require.NotContains(t, m, "ready", "step reset --json")
+	m = fields(ok(t, url, "step", "resolve", "--json", v, "--note", "done by hand"))
+	require.Equal(t, "resolved_manually", m["state"])
+	require.NotContains(t, m, "ready", "step resolve --json")
+	for _, k := range []string{"step_uuid", "name", "attempts", "max_attempts", "next_retry_at"} {
+		require.Contains(t, m, k)
+	}
+
+	var shown struct {
+		Steps []map[string]any `json:"steps"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(ok(t, url, "task", "show", "--json", id)), &shown))
+	require.Equal(t, false, shown.Steps[0]["ready"], "resolved: not ready for execution")
+	require.Equal(t, true, shown.Steps[1]["ready"], "its dependent is ready")
+}
+
 func TestStepFailRetryable(t *testing.T) {
 	t.Parallel()
 	url, id := newTask(t)
 	v := stepID(t, showTask(t, url, id), validateStep)
 	ok(t, url, "step", "start", v)
+	before := time.Now()
 	out := ok(t, url, "step", "fail", v, "--error", "timeout", "--retry-after", "1h")
 	require.Contains(t, out, "waiting_for_retry")
 	st := showTask(t, url, id)
 	require.Equal(t, "waiting_for_retry", st.Steps[0].State)
 	require.False(t, st.Steps[0].Ready)
+	// --retry-after is capped at the step's max_backoff_ms (10s in the fixture), as its help says.
+	var shown struct {
+		Steps []struct {
+			NextRetryAt *time.Time `json:"next_retry_at"`
+		} `json:"steps"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(ok(t, url, "task", "show", "--json", id)), &shown))
+	require.NotNil(t, shown.Steps[0].NextRetryAt)
+	require.WithinDuration(t, before.Add(10*time.Second), *shown.Steps[0].NextRetryAt, 5*time.Second)
+	help := ok(t, url, "step", "fail", "--help")
+	require.Contains(t, strings.Join(strings.Fields(help), " "), "capped at the step's max_backoff_ms")
 	r := userErr(t, url, "step", "start", v)
 	require.Contains(t, r.stderr, "is not ready")
-	userErr(t, url, "step", "fail", v, "--error", "x", "--retry-after", "soon")
-	userErr(t, url, "step", "fail", v)
+	r = usageErr(t, url, "step", "fail", v, "--error", "x", "--retry-after", "soon")
+	require.Contains(t, r.stderr, `invalid --retry-after "soon"`)
+	r = usageErr(t, url, "step", "fail", v)
+	require.Contains(t, r.stderr, "--error is required")
 }
 
 func TestStepErrors(t *testing.T) {
@@ -305,7 +420,7 @@ func TestStepErrors(t *testing.T) {
 
 	// malformed --result is refused before anything runs
 	ok(t, url, "step", "start", v)
-	r = userErr(t, url, "step", "complete", v, "--result", `{"order_id": `)
+	r = usageErr(t, url, "step", "complete", v, "--result", `{"order_id": `)
 	require.Contains(t, r.stderr, "--result is not valid JSON")
 	require.Equal(t, "in_progress", showTask(t, url, id).Steps[0].State)
 }
@@ -374,4 +489,139 @@ func TestMigrate(t *testing.T) {
 		require.False(t, s.Applied, s.Source)
 	}
 	ok(t, url, "migrate", "up")
+}
+
+// TestHelpHidesDatabasePassword: --help shows the default of --database-url
+// (DATABASE_URL) without its password, in every form pgx accepts.
+func TestHelpHidesDatabasePassword(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ env, shown string }{
+		{"postgres://alice:s3cretpw@db.example:5432/app?sslmode=disable",
+			`(default "postgres://alice:xxxxx@db.example:5432/app?sslmode=disable")`},
+		{"postgresql://alice@db.example/app?password=s3cretpw&sslmode=disable",
+			`(default "postgresql://alice@db.example/app?password=xxxxx&sslmode=disable")`},
+		{"host=db.example user=alice password='s3cretpw and more' dbname=app",
+			`(default "host=db.example user=alice password=xxxxx dbname=app")`},
+		{"postgres://alice@db.example/app", `(default "postgres://alice@db.example/app")`},
+	} {
+		for _, args := range [][]string{{"--help"}, {"step", "start", "--help"}} {
+			r := cliEnv(t, tc.env, args...)
+			require.Equal(t, 0, r.code, "%v: %s", args, r.stderr)
+			require.NotContains(t, r.stdout+r.stderr, "s3cretpw", "%v with DATABASE_URL=%s", args, tc.env)
+			require.Contains(t, r.stdout, tc.shown, args)
+		}
+	}
+	r := cliEnv(t, "", "--help")
+	require.Regexp(t, `--database-url string\s+PostgreSQL URL; the default is \$DATABASE_URL\n`, r.stdout)
+}
+
+// TestDatabaseURLFromEnvironment: DATABASE_URL is still the default of
+// --database-url, and the flag overrides it.
+func TestDatabaseURLFromEnvironment(t *testing.T) {
+	t.Parallel()
+	url := testdb.NewURL(t)
+	const unreachable = "postgres://nobody:pw@127.0.0.1:1/x"
+
+	r := cliEnv(t, url, "template", "apply", goodTemplate)
+	require.Equal(t, 0, r.code, r.stderr)
+	r = cliEnv(t, url, "template", "list")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "domain_event_publishing")
+
+	r = cliEnv(t, unreachable, "template", "list")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "no database reachable at 127.0.0.1:1/x")
+
+	r = cliEnv(t, unreachable, "--database-url", url, "template", "list")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "domain_event_publishing")
+}
+
+// TestFlagValues: an invalid flag value is a usage error (exit 2) whose
+// message names the flag, for every command, before anything connects: the
+// database here is unreachable, so a check made later would exit 1.
+func TestFlagValues(t *testing.T) {
+	t.Parallel()
+	const unreachable = "postgres://nobody@127.0.0.1:1/x"
+	const step = "0192f0c4-1b2c-7d3e-8f40-123456789abc"
+	create := []string{"task", "create", "domain_events/domain_event_publishing"}
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{append(create, "--context", `[{"order_id": "x"}]`), "--context must be a JSON object like '{\"order_id\": \"…\"}', got an array"},
+		{append(create, "--context", `"order"`), "--context must be a JSON object like '{\"order_id\": \"…\"}', got a string"},
+		{append(create, "--context", ` 42`), "--context must be a JSON object like '{\"order_id\": \"…\"}', got a number"},
+		{append(create, "--context", `null`), "--context must be a JSON object like '{\"order_id\": \"…\"}', got null"},
+		{append(create, "--context", `{"order_id": `), "--context is not valid JSON"},
+		{[]string{"step", "complete", step, "--result", `{`}, "--result is not valid JSON"},
+		{[]string{"step", "fail", step}, "--error is required"},
+		{[]string{"step", "fail", step, "--error", "x", "--retry-after", "-5s"}, `invalid --retry-after "-5s"`},
+		{[]string{"step", "fail", step, "--error", "x", "--retry-after", "0s"}, `invalid --retry-after "0s"`},
+		{[]string{"step", "fail", step, "--error", "x", "--permanent=maybe"}, `"--permanent"`},
+		{[]string{"events", "list", "domain_events", "--limit", "abc"}, `"--limit"`},
+		{[]string{"events", "list", "domain_events", "--limit", "-3"}, "--limit must be at least 1"},
+		{[]string{"events", "consume", "domain_events", "--vt", "-1s"}, "--vt must be at least 1s"},
+		{[]string{"demo", "--orders", "abc"}, `"--orders"`},
+		{[]string{"demo", "--workers", "-1"}, "--workers must be between 1 and 256, got -1"},
+		{[]string{"demo", "--seed", "-1"}, `"--seed"`},
+		{[]string{"demo", "--timeout", "-1s"}, "--timeout must be a positive duration like 5m, got -1s"},
+		{[]string{"demo", "--timeout", "0s"}, "--timeout must be a positive duration like 5m, got 0s"},
+		{[]string{"demo", "--demo-database", "Bad-Name"}, `--demo-database "Bad-Name" is not a plain lower-case name`},
+		{[]string{"bench", "--duration", "-1s"}, "--duration must be a positive duration like 5s, got -1s"},
+		{[]string{"bench", "--duration", "soon"}, `"--duration"`},
+		{[]string{"bench", "--slices", "0"}, "--slices must be positive, got 0"},
+		{[]string{"bench", "--slices", "abc"}, `"--slices"`},
+		{[]string{"bench", "--scenarios", "nope"}, "no scenario matches --scenarios nope"},
+	} {
+		r := usageErr(t, unreachable, tc.args...)
+		require.Contains(t, r.stderr, tc.msg, tc.args)
+	}
+	// An unparsable --database-url on the command line is a usage error too,
+	// and its message does not repeat the value (it may hold a password).
+	r := cli(t, "--database-url", "postgres://u:secretpw@host:notaport/db", "template", "list")
+	require.Equal(t, 2, r.code, r.stderr)
+	require.Contains(t, r.stderr, "stepevents: invalid --database-url: check its syntax")
+	require.NotContains(t, r.stderr, "secretpw")
+}
+
+// TestTemplateVersionSelection: no version and @latest both pick the newest
+// applied version, compared numerically (10.0.0 after 9.0.0, not before as
+// in string order); template list sorts the same way; a malformed version in
+// a reference is refused with a message naming it.
+func TestTemplateVersionSelection(t *testing.T) {
+	t.Parallel()
+	url := testdb.NewURL(t)
+	const ref = "domain_events/versions"
+	var files []string
+	for _, v := range []string{"9.0.0", "10.0.0", "1.10.0", "1.9.0"} {
+		files = append(files, writeTemplate(t, v+".yaml", "name: domain_event_publishing", "name: versions",
+			"version: 1.0.0", "version: "+v))
+	}
+	ok(t, url, append([]string{"template", "apply"}, files...)...)
+
+	templateOf := func(args ...string) string {
+		t.Helper()
+		id := strings.TrimSpace(ok(t, url, append([]string{"task", "create"}, args...)...))
+		var shown struct {
+			Template string `json:"template"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(ok(t, url, "task", "show", "--json", id)), &shown))
+		return shown.Template
+	}
+	require.Equal(t, ref+"@10.0.0", templateOf(ref, "--context", orderContext))
+	require.Equal(t, ref+"@10.0.0", templateOf(ref+"@latest", "--context", orderContext))
+	require.Equal(t, ref+"@9.0.0", templateOf(ref+"@9.0.0", "--context", orderContext))
+	require.Equal(t, ref+"@1.10.0", templateOf(ref+"@1.10.0", "--context", orderContext))
+
+	require.Regexp(t, `(?s)versions\s+1\.9\.0.*versions\s+1\.10\.0.*versions\s+9\.0\.0.*versions\s+10\.0\.0`,
+		ok(t, url, "template", "list"))
+
+	for _, v := range []string{"v10", "10", "1.0", "01.0.0", "1.0.0-beta", "Latest", "1.0.0.0"} {
+		r := userErr(t, url, "task", "create", ref+"@"+v, "--context", orderContext)
+		require.Equal(t, fmt.Sprintf("stepevents: invalid version %q in template %q: write MAJOR.MINOR.PATCH like "+
+			"1.0.0 (digits only, no leading zeros), or latest\n", v, ref+"@"+v), r.stderr)
+	}
+	r := userErr(t, url, "task", "create", ref+"@2.0.0", "--context", orderContext)
+	require.Equal(t, "stepevents: template "+ref+"@2.0.0 not found\n", r.stderr)
 }

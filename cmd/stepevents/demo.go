@@ -86,8 +86,9 @@ of successes, retryable failures that later succeed, and permanent failures, wit
 metrics subscribers listening for fast events. It ends with a summary and a cross-check that the
 durable events the runner's completions published are exactly the rows in the pgmq queue (plain
 SQL); it exits 1 if they differ.`,
-		Args: cobra.NoArgs,
-		RunE: runE(func(cmd *cobra.Command, _ []string) error { return a.demo(cmd.Context(), o) }),
+		Args:    cobra.NoArgs,
+		PreRunE: func(*cobra.Command, []string) error { return o.validate() },
+		RunE:    runE(func(cmd *cobra.Command, _ []string) error { return a.demo(cmd.Context(), o) }),
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.orders, "orders", 200, "orders (tasks) to run")
@@ -99,8 +100,8 @@ SQL); it exits 1 if they differ.`,
 	return a.withJSON(cmd)
 }
 
-// demo runs the demo end to end.
-func (a *app) demo(ctx context.Context, o demoOptions) error {
+// validate checks the flags' values: a bad one is a usage error (exit 2).
+func (o demoOptions) validate() error {
 	if o.orders < 1 || o.orders > 100_000 {
 		return fmt.Errorf("--orders must be between 1 and 100000, got %d", o.orders)
 	}
@@ -110,6 +111,14 @@ func (a *app) demo(ctx context.Context, o demoOptions) error {
 	if !demoDatabaseName.MatchString(o.database) {
 		return fmt.Errorf("--demo-database %q is not a plain lower-case name (letters, digits, _)", o.database)
 	}
+	if o.timeout <= 0 {
+		return fmt.Errorf("--timeout must be a positive duration like 5m, got %s", o.timeout)
+	}
+	return nil
+}
+
+// demo runs the demo end to end; o has been validated.
+func (a *app) demo(ctx context.Context, o demoOptions) error {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if o.verbose {
 		logger = slog.New(slog.NewTextHandler(a.stderr, nil))

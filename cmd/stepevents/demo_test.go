@@ -9,6 +9,7 @@ import (
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -186,17 +187,17 @@ func TestDemoBadFlags(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{[]string{"--orders", "0"}, 1, "stepevents: --orders must be between 1 and 100000, got 0\n"},
-		{[]string{"--workers", "0"}, 1, "stepevents: --workers must be between 1 and 256, got 0\n"},
-		{[]string{"--demo-database", "Bad-Name"}, 1,
+		{[]string{"--orders", "0"}, 2, "stepevents: --orders must be between 1 and 100000, got 0\n"},
+		{[]string{"--workers", "0"}, 2, "stepevents: --workers must be between 1 and 256, got 0\n"},
+		{[]string{"--demo-database", "Bad-Name"}, 2,
 			"stepevents: --demo-database \"Bad-Name\" is not a plain lower-case name (letters, digits, _)\n"},
-		{[]string{"--orders", "many"}, 2, ""},
+		{[]string{"--timeout", "-1s"}, 2, "stepevents: --timeout must be a positive duration like 5m, got -1s\n"},
+		{[]string{"--orders", "many"}, 2, "stepevents: invalid argument \"many\" for \"--orders\" flag: "},
 	} {
 		r := demoCLI(t, append([]string{"--database-url", "postgres://nobody@127.0.0.1:1/x", "demo"}, tc.args...)...)
 		require.Equal(t, tc.code, r.code, "%v: %s", tc.args, r.stderr)
-		if tc.msg != "" {
-			require.Equal(t, tc.msg, r.stderr)
-		}
+		require.True(t, strings.HasPrefix(r.stderr, tc.msg), "%v: %q", tc.args, r.stderr)
+		require.True(t, strings.HasSuffix(r.stderr, "\nRun 'stepevents --help' for usage.\n"), r.stderr)
 	}
 	r := demoCLI(t, "--database-url", "postgres://nobody@127.0.0.1:1/x", "demo")
 	require.Equal(t, 1, r.code)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,13 +41,38 @@ func parseUUID(what, s string) (uuid.UUID, error) {
 	return id, nil
 }
 
-// parseJSONFlag checks that a flag's value is JSON.
+// parseJSONFlag checks that a flag's value is JSON. Call it from PreRunE:
+// an error there is a usage error (exit 2).
 func parseJSONFlag(flag, s string) (json.RawMessage, error) {
 	var v any
 	if err := json.Unmarshal([]byte(s), &v); err != nil {
 		return nil, fmt.Errorf("--%s is not valid JSON: %v", flag, err)
 	}
 	return json.RawMessage(s), nil
+}
+
+// parseJSONObjectFlag checks that a flag's value is a JSON object.
+func parseJSONObjectFlag(flag, s string) (json.RawMessage, error) {
+	raw, err := parseJSONFlag(flag, s)
+	if err != nil {
+		return nil, err
+	}
+	var kind string
+	switch t := bytes.TrimLeft(raw, " \t\r\n"); t[0] {
+	case '{':
+		return raw, nil
+	case '[':
+		kind = "an array"
+	case '"':
+		kind = "a string"
+	case 't', 'f':
+		kind = "a boolean"
+	case 'n':
+		kind = "null"
+	default:
+		kind = "a number"
+	}
+	return nil, fmt.Errorf("--%s must be a JSON object like '{\"order_id\": \"…\"}', got %s", flag, kind)
 }
 
 // explain turns an events error about what (e.g. "step 0192…") into a

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 )
@@ -70,9 +73,22 @@ func (a *app) rootCmd() *cobra.Command {
 			return cmd.Help()
 		},
 	}
-	root.PersistentFlags().StringVar(&a.databaseURL, "database-url", os.Getenv("DATABASE_URL"),
-		"PostgreSQL URL (default from DATABASE_URL)")
+	env := os.Getenv("DATABASE_URL")
+	root.PersistentFlags().StringVar(&a.databaseURL, "database-url", env,
+		"PostgreSQL URL; the default is $DATABASE_URL")
+	// --help prints the default: without its password, which is a secret.
+	root.PersistentFlags().Lookup("database-url").DefValue = redactDSN(env)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
+	// A --database-url given on the command line that cannot be parsed is a
+	// usage error (exit 2); a bad DATABASE_URL is reported on connecting.
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if f := cmd.Flags().Lookup("database-url"); f != nil && f.Changed && a.databaseURL != "" {
+			if _, err := pgconn.ParseConfig(a.databaseURL); err != nil {
+				return errors.New("invalid --database-url: check its syntax (postgres://user@host:port/db)")
+			}
+		}
+		return nil
+	}
 	root.AddCommand(a.migrateCmd(), a.templateCmd(), a.taskCmd(), a.stepCmd())
 	for _, c := range moreCommands {
 		root.AddCommand(c(a))
@@ -136,6 +152,38 @@ func (a *app) pool(ctx context.Context) (*pgxpool.Pool, error) {
 	}
 	return pool, nil
 }
+
+// redactDSN is a connection string with its password replaced by xxxxx: the
+// URL form's user:password@ and ?password=, and the keyword/value form's
+// password=. pgx's own parser finds the password; if it still shows (a URL
+// that only pgx reads as intended), nothing of the string is shown.
+func redactDSN(dsn string) string {
+	if dsn == "" {
+		return ""
+	}
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return "(set, but not a valid connection string)"
+	}
+	var shown string
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		if q := u.Query(); q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		shown = u.Redacted()
+	} else {
+		shown = keywordPassword.ReplaceAllString(dsn, "${1}xxxxx")
+	}
+	if cfg.Password != "" && strings.Contains(shown, cfg.Password) {
+		return "(set; not shown, it holds a password)"
+	}
+	return shown
+}
+
+// keywordPassword matches the value of password= in a keyword/value
+// connection string: quoted (with \' and \\ escapes) or up to a space.
+var keywordPassword = regexp.MustCompile(`(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s]*)`)
 
 func redactURL(cfg *pgxpool.Config) string {
 	c := cfg.ConnConfig

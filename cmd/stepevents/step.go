@@ -72,10 +72,10 @@ func (a *app) stepCmd() *cobra.Command {
 		Use:   "complete STEP_UUID --result JSON",
 		Short: "Record a step's result and publish its events",
 		Args:  cobra.ExactArgs(1),
-		PreRunE: runE(func(*cobra.Command, []string) error {
+		PreRunE: func(*cobra.Command, []string) error {
 			_, err := parseJSONFlag("result", result)
 			return err
-		}),
+		},
 		RunE: withClient(func(ctx context.Context, c *events.Client, id uuid.UUID) (*events.Completion, error) {
 			return c.CompleteStep(ctx, id, []byte(result))
 		}),
@@ -88,7 +88,7 @@ func (a *app) stepCmd() *cobra.Command {
 		Use:   "fail STEP_UUID --error MSG",
 		Short: "Record a step failure and publish its events",
 		Args:  cobra.ExactArgs(1),
-		PreRunE: runE(func(*cobra.Command, []string) error {
+		PreRunE: func(*cobra.Command, []string) error {
 			if f.Message == "" {
 				return fmt.Errorf("--error is required: say what went wrong")
 			}
@@ -100,7 +100,7 @@ func (a *app) stepCmd() *cobra.Command {
 				f.RetryAfter = d
 			}
 			return nil
-		}),
+		},
 		RunE: withClient(func(ctx context.Context, c *events.Client, id uuid.UUID) (*events.Completion, error) {
 			return c.FailStep(ctx, id, f)
 		}),
@@ -109,7 +109,9 @@ func (a *app) stepCmd() *cobra.Command {
 	fail.Flags().StringVar(&f.Code, "code", "", "error code")
 	fail.Flags().StringVar(&f.Type, "type", "", "error type")
 	fail.Flags().BoolVar(&f.Permanent, "permanent", false, "forbid a retry whatever attempts remain")
-	fail.Flags().StringVar(&retryAfter, "retry-after", "", "retry after this duration instead of the step's backoff")
+	fail.Flags().StringVar(&retryAfter, "retry-after", "",
+		"retry after this duration instead of the step's backoff, capped at the step's max_backoff_ms "+
+			"(its template's retry setting); unused when the failure is not retried")
 
 	var note string
 	resolve := a.withJSON(&cobra.Command{

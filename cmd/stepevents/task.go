@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -15,17 +16,19 @@ func (a *app) taskCmd() *cobra.Command {
 	cmd := group("task", "Create and inspect tasks")
 	var ctxJSON string
 	create := &cobra.Command{
-		Use:   "create NAMESPACE/NAME[@VERSION]",
-		Short: "Create a task from a stored template and print its uuid",
+		Use:   "create NAMESPACE/NAME[@VERSION|@latest]",
+		Short: "Create a task from a stored template (by default its newest version) and print its uuid",
 		Args:  cobra.ExactArgs(1),
+		PreRunE: func(*cobra.Command, []string) error {
+			_, err := parseJSONObjectFlag("context", ctxJSON)
+			return err
+		},
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			p, err := parseTemplateRef(args[0])
 			if err != nil {
 				return err
 			}
-			if p.Context, err = parseJSONFlag("context", ctxJSON); err != nil {
-				return err
-			}
+			p.Context = json.RawMessage(ctxJSON)
 			pool, err := a.pool(cmd.Context())
 			if err != nil {
 				return err
@@ -77,7 +80,7 @@ func (a *app) taskCmd() *cobra.Command {
 			for _, s := range steps {
 				r := byStep[s.StepUUID.String()]
 				out.Steps = append(out.Steps, stepJSON{StepUUID: s.StepUUID.String(), Name: s.Name, State: s.State,
-					Attempts: s.Attempts, MaxAttempts: s.MaxAttempts, Ready: r.ReadyForExecution,
+					Attempts: s.Attempts, MaxAttempts: s.MaxAttempts, Ready: &r.ReadyForExecution,
 					NextRetryAt: r.NextRetryAt})
 			}
 			if a.json {
@@ -92,7 +95,7 @@ func (a *app) taskCmd() *cobra.Command {
 					next = s.NextRetryAt.UTC().Format(time.RFC3339)
 				}
 				fmt.Fprintf(w, "%s\t%s\t%s\t%d/%d\t%t\t%s\n", s.StepUUID, s.Name, s.State, s.Attempts, s.MaxAttempts,
-					s.Ready, next)
+					*s.Ready, next)
 			}
 			return w.Flush()
 		}),
@@ -111,23 +114,39 @@ type taskJSON struct {
 	Steps       []stepJSON      `json:"steps"`
 }
 
+// stepJSON is a step in --json output. Ready is set by task show only,
+// which reads the task's readiness; step start, resolve and reset print the
+// step's state without it.
 type stepJSON struct {
 	StepUUID    string     `json:"step_uuid"`
 	Name        string     `json:"name"`
 	State       string     `json:"state"`
 	Attempts    int        `json:"attempts"`
 	MaxAttempts int        `json:"max_attempts"`
-	Ready       bool       `json:"ready"`
+	Ready       *bool      `json:"ready,omitempty"`
 	NextRetryAt *time.Time `json:"next_retry_at"`
 }
 
-// parseTemplateRef parses NAMESPACE/NAME[@VERSION].
+// templateVersion is the form template versions have (the loader's rule):
+// MAJOR.MINOR.PATCH, digits only, no leading zeros.
+var templateVersion = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
+
+// parseTemplateRef parses NAMESPACE/NAME[@VERSION], where VERSION is
+// MAJOR.MINOR.PATCH or latest. Latest (or no version) leaves Version empty:
+// the newest applied version, compared numerically (10.0.0 after 9.0.0).
 func parseTemplateRef(s string) (events.CreateTaskParams, error) {
 	var p events.CreateTaskParams
 	ref, version, hasVersion := strings.Cut(s, "@")
 	ns, name, ok := strings.Cut(ref, "/")
 	if !ok || ns == "" || name == "" || strings.Contains(name, "/") || (hasVersion && version == "") {
 		return p, fmt.Errorf("invalid template %q: write NAMESPACE/NAME or NAMESPACE/NAME@VERSION", s)
+	}
+	switch {
+	case version == "latest":
+		version = ""
+	case hasVersion && !templateVersion.MatchString(version):
+		return p, fmt.Errorf("invalid version %q in template %q: write MAJOR.MINOR.PATCH like 1.0.0 (digits only, "+
+			"no leading zeros), or latest", version, s)
 	}
 	p.Namespace, p.Name, p.Version = ns, name, version
 	return p, nil

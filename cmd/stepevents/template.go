@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/stepevents/stepevents/events"
@@ -31,7 +32,7 @@ func (a *app) templateCmd() *cobra.Command {
 	validate.Flags().StringVar(&env, "env", "", "apply this environment's overrides")
 	apply := &cobra.Command{
 		Use:   "apply FILE...",
-		Short: "Validate template files, then store them (idempotent; creates the queues)",
+		Short: "Validate template files, then store them all in one transaction, or none (idempotent; creates the queues)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			tpls, err := a.loadAll(args, env)
@@ -43,12 +44,26 @@ func (a *app) templateCmd() *cobra.Command {
 				return err
 			}
 			defer pool.Close()
-			for _, t := range tpls {
-				ref := fmt.Sprintf("%s/%s@%s", t.Namespace, t.Name, t.Version)
-				if err := events.ApplyTemplate(cmd.Context(), pool, t); err != nil {
-					return explain("template "+ref+" ("+t.Source+")", err)
+			// All or nothing: every file in one transaction, so a file the
+			// database refuses leaves none of the others stored.
+			ctx := cmd.Context()
+			err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+				for _, t := range tpls {
+					if err := events.ApplyTemplateTx(ctx, tx, t); err != nil {
+						what := "template " + templateRef(t) + " (" + t.Source + ")"
+						if len(tpls) > 1 {
+							return fmt.Errorf("%w; none of the %d files was applied", explain(what, err), len(tpls))
+						}
+						return explain(what, err)
+					}
 				}
-				fmt.Fprintf(a.stdout, "applied %s from %s\n", ref, t.Source)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			for _, t := range tpls {
+				fmt.Fprintf(a.stdout, "applied %s from %s\n", templateRef(t), t.Source)
 			}
 			return nil
 		}),
@@ -129,4 +144,9 @@ func (a *app) loadAll(files []string, env string) ([]*template.Template, error) 
 		return nil, fmt.Errorf("%d problem(s) in %d of %d template file(s): fix them and run again", problems, bad, len(files))
 	}
 	return tpls, nil
+}
+
+// templateRef is NAMESPACE/NAME@VERSION.
+func templateRef(t *template.Template) string {
+	return fmt.Sprintf("%s/%s@%s", t.Namespace, t.Name, t.Version)
 }
