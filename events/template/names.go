@@ -2,7 +2,9 @@ package template
 
 import (
 	"fmt"
+	"math"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -95,6 +97,13 @@ func ValidPublisher(name string) error {
 func validVersion(v string) error {
 	if !versionRE.MatchString(v) {
 		return fmt.Errorf("version %q is not MAJOR.MINOR.PATCH (digits only, no leading zeros), e.g. \"1.0.0\"", v)
+	}
+	// The database orders versions as integer arrays: a larger part would
+	// make every task creation from this template name fail.
+	for _, part := range strings.Split(v, ".") {
+		if n, err := strconv.ParseInt(part, 10, 64); err != nil || n > math.MaxInt32 {
+			return fmt.Errorf("version %q has a part larger than %d", v, math.MaxInt32)
+		}
 	}
 	return nil
 }
