@@ -202,6 +202,11 @@ func packEnvelopes(items []fastItem, s *signer) ([]string, error) {
 
 var channelRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
+// ValidChannel reports whether ch can be a stepevents NOTIFY channel: a
+// plain lower-case identifier, so it never needs quoting. Callers that take
+// a channel from users (the CLI) check it before connecting.
+func ValidChannel(ch string) error { return validChannel(ch) }
+
 func validChannel(ch string) error {
 	if !channelRE.MatchString(ch) {
 		return fmt.Errorf("channel %q must match %s: %w", ch, channelRE, ErrInvalidInput)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -36,12 +37,20 @@ var (
 )
 
 // binary builds the CLI once per test run. It is built in a scratch
-// directory, then renamed over one fixed path, so repeated or concurrent runs
+// directory, then renamed over one fixed path per checkout, so repeated or concurrent runs
 // leave a single file behind and never run a half-written binary.
 func binary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir := filepath.Join(os.TempDir(), "stepevents-cli-test")
+		// One directory per checkout: test runs of two checkouts at once
+		// never run each other's binary.
+		wd, err := os.Getwd()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		sum := sha256.Sum256([]byte(wd))
+		dir := filepath.Join(os.TempDir(), fmt.Sprintf("stepevents-cli-test-%x", sum[:8]))
 		if buildErr = os.MkdirAll(dir, 0o755); buildErr != nil {
 			return
 		}
@@ -573,6 +582,7 @@ func TestFlagValues(t *testing.T) {
 		{[]string{"bench", "--slices", "0"}, "--slices must be positive, got 0"},
 		{[]string{"bench", "--slices", "abc"}, `"--slices"`},
 		{[]string{"bench", "--scenarios", "nope"}, "no scenario matches --scenarios nope"},
+		{[]string{"listen", "--channel", "Bad-Channel"}, `invalid --channel: channel "Bad-Channel" must match`},
 	} {
 		r := usageErr(t, unreachable, tc.args...)
 		require.Contains(t, r.stderr, tc.msg, tc.args)

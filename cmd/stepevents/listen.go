@@ -42,6 +42,9 @@ func (a *app) listenCmd() *cobra.Command {
 			"fell behind) or \"unresolved\" (oversized events whose stashed copy could not be fetched).\n" +
 			"Durable events are in the queue: see `stepevents events list`.",
 		Args: func(_ *cobra.Command, args []string) error {
+			if err := events.ValidChannel(channel); err != nil {
+				return fmt.Errorf("invalid --channel: %s", strings.TrimSuffix(err.Error(), ": "+events.ErrInvalidInput.Error()))
+			}
 			if len(args) == 0 {
 				args = []string{"*"}
 			}
