@@ -92,6 +92,7 @@ func openEnv(ctx context.Context, admin *pgxpool.Pool, name string, maxConns int
 	cfg.ConnConfig.Database = name
 	cfg.MaxConns = maxConns
 	cfg.ConnConfig.Tracer = commitStamper{} // fast-latency clocks start at COMMIT
+	readCommitted(cfg)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("error connecting to scratch database %s: %w", name, err)

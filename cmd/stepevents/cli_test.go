@@ -313,6 +313,23 @@ func TestStepStartComplete(t *testing.T) {
 	require.Equal(t, "condition_not_met", names["payment.failed.permanent"])
 }
 
+// A database whose default isolation is REPEATABLE READ (here: set in the
+// URL) still works through the CLI: its connections default to READ
+// COMMITTED, which step operations need.
+func TestStepCommandsUnderStricterDefaultIsolation(t *testing.T) {
+	t.Parallel()
+	url, id := newTask(t)
+	strict := url + "&default_transaction_isolation=repeatable%20read"
+	if !strings.Contains(url, "?") {
+		strict = url + "?default_transaction_isolation=repeatable%20read"
+	}
+	step := stepID(t, showTask(t, strict, id), validateStep)
+	require.Contains(t, ok(t, strict, "step", "start", step), "in_progress")
+	ok(t, strict, "step", "complete", step, "--result",
+		`{"order_id": "0192f0c4-1b2c-7d3e-8f40-123456789abc", "validation_timestamp": "2026-01-02T03:04:05Z"}`)
+	require.Equal(t, "complete", showTask(t, url, id).Steps[0].State)
+}
+
 func TestStepFailPermanent(t *testing.T) {
 	t.Parallel()
 	url, id := newTask(t)

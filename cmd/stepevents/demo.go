@@ -133,6 +133,7 @@ func (a *app) demo(ctx context.Context, o demoOptions) error {
 		return err
 	}
 	cfg.MaxConns = int32(o.workers + 4)
+	readCommitted(cfg)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("error connecting to the demo database: %w", err)

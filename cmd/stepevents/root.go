@@ -140,6 +140,7 @@ func (a *app) pool(ctx context.Context) (*pgxpool.Pool, error) {
 		return nil, errors.New("invalid --database-url: check its syntax (postgres://user@host:port/db)")
 	}
 	cfg.ConnConfig.ConnectTimeout = connectTimeout
+	readCommitted(cfg)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to database: %w", err)
@@ -151,6 +152,13 @@ func (a *app) pool(ctx context.Context) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("no database reachable at %s: %s", redactURL(cfg), rootCause(err))
 	}
 	return pool, nil
+}
+
+// readCommitted makes READ COMMITTED the default of cfg's connections,
+// whatever the server's or role's default: stepevents' step operations
+// refuse other isolation levels (see ARCHITECTURE.md).
+func readCommitted(cfg *pgxpool.Config) {
+	cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = "read committed"
 }
 
 // redactDSN is a connection string with its password replaced by xxxxx: the

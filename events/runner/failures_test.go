@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stepevents/stepevents/events"
@@ -185,4 +186,24 @@ func TestRunTwiceAtOnce(t *testing.T) {
 	waitFor(t, 10*time.Second, "a handler in flight", func() bool { return s.r.Stats().InFlight == 1 })
 	require.ErrorIs(t, s.r.Run(context.Background()), runner.ErrAlreadyRunning)
 	require.NoError(t, s.stop(t))
+}
+
+// A pool whose connections default to REPEATABLE READ is refused at once,
+// saying so: every claim would fail and the runner only log and retry.
+func TestRunRefusesNonReadCommittedPool(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	cfg := b.pool.Config().Copy()
+	cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = "repeatable read"
+	rr, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(rr.Close)
+	r, err := runner.New(b.client, rr, runner.Config{Handlers: b.blockingHandlers(make(chan struct{}))})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = r.Run(ctx)
+	require.ErrorIs(t, err, events.ErrInvalidInput)
+	require.ErrorContains(t, err, "REPEATABLE READ")
+	require.NoError(t, ctx.Err(), "Run returned at once")
 }

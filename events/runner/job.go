@@ -234,7 +234,7 @@ func (r *Runner) recorded(comp *events.Completion) {
 func (r *Runner) release(j *job, reason string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), r.cfg.RecordTimeout)
 	defer cancel()
-	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, r.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
 		if err := r.lockAttempt(ctx, tx, j); err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,12 +75,17 @@ func (r *Runner) Stats() Stats {
 // stop, or an error joining the releases that failed (those steps stay
 // in_progress until RecoverStaleSteps fails them). Claim and recording
 // errors are logged and counted, and the runner carries on. A Runner runs
-// once at a time: a concurrent Run returns ErrAlreadyRunning.
+// once at a time: a concurrent Run returns ErrAlreadyRunning. A pool whose
+// connections default to an isolation level other than READ COMMITTED is
+// refused at once (events.ErrInvalidInput).
 func (r *Runner) Run(ctx context.Context) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return fmt.Errorf("runner: %w", ErrAlreadyRunning)
 	}
 	defer r.running.Store(false)
+	if err := r.checkIsolation(ctx); err != nil {
+		return err
+	}
 	r.logger.Info("stepevents runner: started", slog.Int("workers", r.cfg.Workers),
 		slog.Any("handlers", r.handlers))
 
@@ -193,4 +199,20 @@ func (r *Runner) timeoutFor(s events.Step) time.Duration {
 		return time.Duration(s.TimeoutSeconds) * time.Second
 	}
 	return r.cfg.StepTimeout
+}
+
+// checkIsolation refuses a pool whose connections default to an isolation
+// level other than READ COMMITTED: every claim would fail (stepevents'
+// step operations refuse them) and the runner would only log and retry.
+func (r *Runner) checkIsolation(ctx context.Context) error {
+	var level string
+	if err := r.pool.QueryRow(ctx, `SELECT current_setting('transaction_isolation')`).Scan(&level); err != nil {
+		return fmt.Errorf("runner: error reading the connections' isolation level: %w", err)
+	}
+	if level != "read committed" {
+		return fmt.Errorf("runner: the pool's connections default to %s isolation; step operations need read committed "+
+			"(set default_transaction_isolation to 'read committed' for the runner's role or connections, e.g. in the "+
+			"pool's RuntimeParams): %w", strings.ToUpper(level), events.ErrInvalidInput)
+	}
+	return nil
 }
