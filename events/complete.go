@@ -78,11 +78,11 @@ func (b *fastBatch) take() []fastItem { it := b.items; b.items = nil; return it 
 // ReleaseFast once the caller has committed tx.
 //
 // tx must be READ COMMITTED (step operations refuse other isolation levels
-// with ErrInvalidInput). An error leaves tx aborted, also when it arose in
-// Go after the step was recorded (a publisher error, an invalid event): tx
-// can only roll back, so a step never commits without its declared events.
-// To go on with tx after a failed recording, make a savepoint first
-// (tx.Begin) and roll back to it.
+// with ErrInvalidInput). An error after the step was recorded (a publisher
+// error, an invalid event, a failed send) leaves tx aborted: it can only
+// roll back, so a step never commits without its declared events. To go
+// on with tx after a failed recording, make a savepoint first (tx.Begin)
+// and roll back to it.
 //
 // Record one step per transaction: it locks the step row, then its task
 // row, so a transaction recording two steps of one task can deadlock with a
@@ -179,21 +179,23 @@ func failureParams(stepUUID uuid.UUID, f Failure) (db.RecordStepResultParams, er
 	return p, nil
 }
 
-// recordInTx records p in the caller's tx. Once record_step_result has run,
-// the step is recorded in tx whether or not its events follow, so on any
-// error tx is left aborted: it can only roll back, never commit the step
-// without its events.
+// recordInTx records p in the caller's tx. Once record_step_result has
+// succeeded, the step is recorded in tx whether or not its events follow,
+// so an error after it leaves tx aborted: it can only roll back, never
+// commit the step without its events. An error before it (refused input,
+// a cancelled ctx, the server refusing the outcome, which aborts tx
+// itself) leaves tx as it was.
 func (c *Client) recordInTx(ctx context.Context, tx pgx.Tx, stepUUID uuid.UUID, p db.RecordStepResultParams) (*Completion, error) {
-	comp, err := c.record(ctx, inTx(tx), stepUUID, p)
-	if err != nil {
+	x := inTx(tx)
+	comp, err := c.record(ctx, x, stepUUID, p)
+	if err != nil && x.recorded {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		// It fails by design (SE007), or because tx already is aborted or
 		// its connection gone; either way tx cannot commit.
-		_ = c.queries.AbortTransaction(actx, tx, err.Error())
-		return nil, err
+		_ = c.queries.AbortTransaction(actx, tx, fmt.Sprintf("events of step %s could not be published", stepUUID))
 	}
-	return comp, nil
+	return comp, err
 }
 
 // recordAlone records p in its own transaction (see pipelined) and

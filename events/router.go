@@ -57,6 +57,7 @@ type stmtExec struct {
 	tx          db.DBTX // statements in between
 	first, last db.DBTX // record_step_result; emit_events
 	key         any     // the pgx.Tx InTx tracks after-commit fast events by
+	recorded    bool    // record_step_result succeeded: the step is recorded in the transaction
 }
 
 func inTx(tx pgx.Tx) *stmtExec { return &stmtExec{tx: tx, first: tx, last: tx, key: tx} }
@@ -66,6 +67,7 @@ func (c *Client) record(ctx context.Context, x *stmtExec, stepUUID uuid.UUID, p 
 	if err != nil {
 		return nil, mapError(err, fmt.Sprintf("error recording result of step %s", stepUUID))
 	}
+	x.recorded = true
 	rec, seq, err := decodeRecorded(raw)
 	if err != nil {
 		return nil, fmt.Errorf("error decoding recorded result of step %s: %w", stepUUID, err)

@@ -83,6 +83,38 @@ func TestTxRecordingErrorRollsBackToSavepoint(t *testing.T) {
 	require.Empty(t, b.queueRows(t))
 }
 
+// An error before anything was recorded (here: ctx already cancelled, so
+// no statement is sent; or input refused in Go) leaves the caller's
+// transaction usable: its own work still commits.
+func TestTxErrorBeforeRecordingLeavesTransactionUsable(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	_, steps := b.newTask(t)
+	b.start(t, steps[stepValidate])
+	_, err := b.pool.Exec(b.ctx, `CREATE TABLE public.audit (note text)`)
+	require.NoError(t, err)
+
+	tx, err := b.pool.Begin(b.ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(b.ctx) }()
+	_, err = tx.Exec(b.ctx, `INSERT INTO public.audit VALUES ('mine')`)
+	require.NoError(t, err)
+	cancelled, cancel := context.WithCancel(b.ctx)
+	cancel()
+	_, err = b.client.CompleteStepTx(cancelled, tx, steps[stepValidate], json.RawMessage(validResult))
+	require.ErrorIs(t, err, context.Canceled)
+	_, err = b.client.CompleteStepTx(b.ctx, tx, steps[stepValidate], json.RawMessage(`{not json`))
+	require.ErrorIs(t, err, events.ErrInvalidInput)
+	require.NoError(t, tx.Commit(b.ctx))
+
+	var notes int
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM public.audit`).Scan(&notes))
+	require.Equal(t, 1, notes)
+	st, err := events.GetStep(b.ctx, b.pool, steps[stepValidate])
+	require.NoError(t, err)
+	require.Equal(t, "in_progress", st.State, "nothing recorded")
+}
+
 // Under REPEATABLE READ the task state would be derived from a stale
 // snapshot: a step completed by another transaction after the snapshot
 // still looked in_progress, and the task stayed in_progress with every step
