@@ -20,6 +20,9 @@ const badDir = "../../test/templates/bad/"
 // Load must report, in order. Each fixture holds one fault, except
 // many_faults.yaml, which checks that every fault is reported in one pass.
 var badFixtures = map[string][]string{
+	"leading_zero_integer.yaml": {
+		`../../test/templates/bad/leading_zero_integer.yaml:7:27: steps[0].retry.max_attempts: integer 09 has a leading zero; write it without one`,
+	},
 	"version_part_too_large.yaml": {
 		`../../test/templates/bad/version_part_too_large.yaml:3:10: version: version "1.0.99999999999" has a part larger than 2147483647`,
 	},

@@ -88,10 +88,11 @@ func syntaxColumn(text, msg string) int {
 }
 
 // validUTF8 records a problem at the first byte that is not UTF-8: yaml.v3
-// reports such bytes without a position.
+// reports such bytes without a position. UTF-16 with a byte-order mark
+// (what some Windows editors save) is left to yaml.v3, which reads it.
 func (d *decoder) validUTF8(data []byte) bool {
-	if utf8.Valid(data) {
-		return true
+	if utf8.Valid(data) || bytes.HasPrefix(data, []byte{0xff, 0xfe}) || bytes.HasPrefix(data, []byte{0xfe, 0xff}) {
+		return true // UTF-16 with a byte-order mark: yaml.v3 decodes it
 	}
 	line, col := 1, 1
 	for i := 0; i < len(data); {
