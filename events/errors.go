@@ -49,7 +49,6 @@ const (
 	codeUndefinedTable    = "42P01"
 	codeUndefinedSchema   = "3F000"
 	codeUndefinedFunction = "42883"
-	codeUndefinedColumn   = "42703"
 	codeInvalidText       = "22P02"
 	codeUntranslatable    = "22P05"
 	codeBadEncoding       = "22021"
@@ -79,8 +78,12 @@ func mapError(err error, doing string) error {
 			sentinel = ErrSuperseded
 		case codeInvalid, codeUnknownCondition, codeInvalidText, codeUntranslatable, codeBadEncoding, codeCheckViolation:
 			sentinel = ErrInvalidInput
-		case codeUndefinedTable, codeUndefinedSchema, codeUndefinedFunction, codeUndefinedColumn:
+		case codeUndefinedTable, codeUndefinedSchema, codeUndefinedFunction:
 			sentinel = missingObject(pgErr)
+			if errors.Is(sentinel, ErrNotMigrated) && strings.Contains(pgErr.Message, "function pgmq.") {
+				return fmt.Errorf("%s: %s (stepevents needs pgmq 1.5 or later: update the extension, or run "+
+					"stepevents migrate up where pgmq is not installed): %w", doing, pgErr.Message, ErrNotMigrated)
+			}
 		}
 		if sentinel != nil {
 			return fmt.Errorf("%s: %s: %w", doing, pgErr.Message, sentinel)
@@ -91,12 +94,16 @@ func mapError(err error, doing string) error {
 
 // missingObject tells a namespace queue not created yet (a pgmq queue
 // table) from a database that is not migrated (stepevents' or pgmq's own
-// objects absent). Errors about other objects are the caller's own.
+// schema, tables or functions absent). Errors about other objects, such as
+// a user's own table in their transaction, are the caller's own.
 func missingObject(pgErr *pgconn.PgError) error {
+	msg := pgErr.Message
 	switch {
-	case pgErr.Code == codeUndefinedTable && strings.Contains(pgErr.Message, `"pgmq.q_`):
+	case pgErr.Code == codeUndefinedTable && strings.Contains(msg, `"pgmq.q_`):
 		return ErrQueueMissing
-	case strings.Contains(pgErr.Message, "stepevents"), strings.Contains(pgErr.Message, "pgmq"):
+	case strings.Contains(msg, `schema "stepevents"`), strings.Contains(msg, `schema "pgmq"`),
+		strings.Contains(msg, `relation "stepevents.`), strings.Contains(msg, `relation "pgmq.`),
+		strings.Contains(msg, "function stepevents."), strings.Contains(msg, "function pgmq."):
 		return ErrNotMigrated
 	}
 	return nil

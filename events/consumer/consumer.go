@@ -278,9 +278,10 @@ func (c *Consumer) readError(err error) error {
 		case pgErr.Code == "42P01" && strings.Contains(pgErr.Message, `"pgmq.q_`):
 			return fmt.Errorf("stepevents consumer: queue %q does not exist; apply a template of namespace %q first: %w",
 				c.queue, c.cfg.Namespace, events.ErrQueueMissing)
-		case pgErr.Code == "3F000" || pgErr.Code == "42883" || pgErr.Code == "42P01":
-			// pgmq's schema, functions or tables are missing.
-			return fmt.Errorf("stepevents consumer: reading queue %q: %s: %w", c.queue, pgErr.Message, events.ErrNotMigrated)
+		case strings.Contains(pgErr.Message, `schema "pgmq"`), strings.Contains(pgErr.Message, "function pgmq."):
+			// pgmq is not installed, or too old.
+			return fmt.Errorf("stepevents consumer: reading queue %q: %s (stepevents needs pgmq 1.5 or later): %w",
+				c.queue, pgErr.Message, events.ErrNotMigrated)
 		}
 	}
 	return fmt.Errorf("stepevents consumer: error reading queue %q: %w", c.queue, err)
