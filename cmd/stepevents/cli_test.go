@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/stepevents/stepevents/test/testdb"
@@ -257,6 +259,41 @@ func TestTemplateApplyAllOrNothing(t *testing.T) {
 	out = ok(t, url, "template", "apply", first, third)
 	require.Contains(t, out, "applied domain_events/all_or_nothing@1.0.0 from "+first)
 	require.Contains(t, out, "applied domain_events/all_or_nothing@1.1.0 from "+third)
+}
+
+// TestTemplateApplyInAnyOrderDoesNotDeadlock: each template's lock is held
+// to the end of apply's one transaction, so two applies given the same
+// files in opposite orders must take the locks in one order.
+func TestTemplateApplyInAnyOrderDoesNotDeadlock(t *testing.T) {
+	t.Parallel()
+	url := testdb.NewURL(t)
+	a := writeTemplate(t, "a.yaml", "name: domain_event_publishing", "name: order_a")
+	b := writeTemplate(t, "b.yaml", "name: domain_event_publishing", "name: order_b")
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	// Hold order_a's lock so that both applies queue up behind it.
+	const key = `hashtext('stepevents.template:domain_events/order_a@1.0.0')`
+	_, err = conn.Exec(ctx, `SELECT pg_advisory_lock(`+key+`)`)
+	require.NoError(t, err)
+
+	results := make(chan result, 2)
+	for _, files := range [][]string{{a, b}, {b, a}} {
+		go func() { results <- cliEnv(t, url, append([]string{"template", "apply"}, files...)...) }()
+	}
+	require.Eventually(t, func() bool {
+		var waiting int
+		require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).
+			Scan(&waiting))
+		return waiting == 2
+	}, 20*time.Second, 20*time.Millisecond, "both applies wait for order_a")
+	_, err = conn.Exec(ctx, `SELECT pg_advisory_unlock(`+key+`)`)
+	require.NoError(t, err)
+	for range 2 {
+		r := <-results
+		require.Equal(t, 0, r.code, r.stderr)
+	}
 }
 
 func TestTaskCreateAndShow(t *testing.T) {
@@ -523,17 +560,25 @@ func TestHelpHidesDatabasePassword(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ env, shown string }{
 		{"postgres://alice:s3cretpw@db.example:5432/app?sslmode=disable",
-			`(default "postgres://alice:xxxxx@db.example:5432/app?sslmode=disable")`},
+			`(default "postgres://alice@db.example:5432/app (password set)")`},
 		{"postgresql://alice@db.example/app?password=s3cretpw&sslmode=disable",
-			`(default "postgresql://alice@db.example/app?password=xxxxx&sslmode=disable")`},
+			`(default "postgres://alice@db.example:5432/app (password set)")`},
 		{"host=db.example user=alice password='s3cretpw and more' dbname=app",
-			`(default "host=db.example user=alice password=xxxxx dbname=app")`},
-		{"postgres://alice@db.example/app", `(default "postgres://alice@db.example/app")`},
+			`(default "postgres://alice@db.example:5432/app (password set)")`},
+		{`host=db.example user=alice password=s3cretpw\ s3cretpw dbname=app`,
+			`(default "postgres://alice@db.example:5432/app (password set)")`},
+		// Forms that url.Parse refuses or that hide the password from a
+		// plain search: several hosts, a percent-encoded password.
+		{"postgres://alice:s3cretp%77@db1:5432,db2/app",
+			`(default "postgres://alice@db1:5432/app (password set)")`},
+		{"postgres://alice@db.example/app", `(default "postgres://alice@db.example:5432/app")`},
 	} {
 		for _, args := range [][]string{{"--help"}, {"step", "start", "--help"}} {
 			r := cliEnv(t, tc.env, args...)
 			require.Equal(t, 0, r.code, "%v: %s", args, r.stderr)
-			require.NotContains(t, r.stdout+r.stderr, "s3cretpw", "%v with DATABASE_URL=%s", args, tc.env)
+			for _, secret := range []string{"s3cret", "p%77"} {
+				require.NotContains(t, r.stdout+r.stderr, secret, "%v with DATABASE_URL=%s", args, tc.env)
+			}
 			require.Contains(t, r.stdout, tc.shown, args)
 		}
 	}

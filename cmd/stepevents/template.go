@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
@@ -45,7 +47,14 @@ func (a *app) templateCmd() *cobra.Command {
 			}
 			defer pool.Close()
 			// All or nothing: every file in one transaction, so a file the
-			// database refuses leaves none of the others stored.
+			// database refuses leaves none of the others stored. Each
+			// template takes a lock held to the end; applying them in one
+			// order (namespace, name, version) keeps two applies of the
+			// same files from deadlocking.
+			slices.SortStableFunc(tpls, func(x, y *template.Template) int {
+				return cmp.Or(cmp.Compare(x.Namespace, y.Namespace), cmp.Compare(x.Name, y.Name),
+					cmp.Compare(x.Version, y.Version))
+			})
 			ctx := cmd.Context()
 			err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 				for _, t := range tpls {
