@@ -48,7 +48,7 @@ SELECT t.template_id, t.version, t.input_schema
 FROM stepevents.task_templates t
 WHERE t.namespace = $1::text AND t.name = $2::text
   AND ($3::text IS NULL OR t.version = $3::text)
-ORDER BY string_to_array(t.version, '.')::integer[] DESC
+ORDER BY string_to_array(t.version, '.')::numeric[] DESC, t.template_id DESC
 LIMIT 1
 `
 

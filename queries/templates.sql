@@ -18,7 +18,7 @@ SELECT t.template_id, t.version, t.input_schema
 FROM stepevents.task_templates t
 WHERE t.namespace = @namespace::text AND t.name = @name::text
   AND (sqlc.narg(version)::text IS NULL OR t.version = sqlc.narg(version)::text)
-ORDER BY string_to_array(t.version, '.')::integer[] DESC
+ORDER BY string_to_array(t.version, '.')::numeric[] DESC, t.template_id DESC
 LIMIT 1;
 
 -- name: ListTemplateDeclarations :many
