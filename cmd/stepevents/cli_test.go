@@ -631,8 +631,10 @@ func TestFlagValues(t *testing.T) {
 		{[]string{"step", "fail", step, "--error", "x", "--retry-after", "0s"}, `invalid --retry-after "0s"`},
 		{[]string{"step", "fail", step, "--error", "x", "--permanent=maybe"}, `"--permanent"`},
 		{[]string{"events", "list", "domain_events", "--limit", "abc"}, `"--limit"`},
-		{[]string{"events", "list", "domain_events", "--limit", "-3"}, "--limit must be at least 1"},
-		{[]string{"events", "consume", "domain_events", "--vt", "-1s"}, "--vt must be at least 1s"},
+		{[]string{"events", "list", "domain_events", "--limit", "-3"}, "--limit must be between 1 and 1000000, got -3"},
+		{[]string{"events", "list", "domain_events", "--limit", "3000000000"}, "--limit must be between 1 and 1000000"},
+		{[]string{"events", "consume", "domain_events", "--vt", "-1s"}, "--vt must be between 1s and 24h0m0s, got -1s"},
+		{[]string{"events", "consume", "domain_events", "--vt", "1000000h"}, "--vt must be between 1s and 24h0m0s"},
 		{[]string{"demo", "--orders", "abc"}, `"--orders"`},
 		{[]string{"demo", "--workers", "-1"}, "--workers must be between 1 and 256, got -1"},
 		{[]string{"demo", "--seed", "-1"}, `"--seed"`},
@@ -696,4 +698,17 @@ func TestTemplateVersionSelection(t *testing.T) {
 	}
 	r := userErr(t, url, "task", "create", ref+"@2.0.0", "--context", orderContext)
 	require.Equal(t, "stepevents: template "+ref+"@2.0.0 not found\n", r.stderr)
+}
+
+// --context and --result take any valid JSON, also numbers beyond float64
+// that jsonb stores; invalid JSON is named with the flag.
+func TestParseJSONFlag(t *testing.T) {
+	t.Parallel()
+	raw, err := parseJSONObjectFlag("context", `{"amount": 1e400}`)
+	require.NoError(t, err)
+	require.Equal(t, `{"amount": 1e400}`, string(raw))
+	_, err = parseJSONFlag("result", `{"amount": }`)
+	require.ErrorContains(t, err, "--result is not valid JSON")
+	_, err = parseJSONFlag("result", ``)
+	require.ErrorContains(t, err, "--result is not valid JSON")
 }

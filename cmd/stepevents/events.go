@@ -24,6 +24,13 @@ func init() { moreCommands = append(moreCommands, (*app).eventsCmd) }
 // consumeBatch is how many messages events consume reads at a time.
 const consumeBatch = 10
 
+// Bounds of events' flags: pgmq takes both as 32-bit integers, and beyond
+// these a value is a typo rather than an intent.
+const (
+	maxListLimit         = 1_000_000
+	maxVisibilityTimeout = 24 * time.Hour
+)
+
 func (a *app) eventsCmd() *cobra.Command {
 	cmd := group("events", "List or consume a namespace's durable events (its pgmq queue)")
 
@@ -35,8 +42,8 @@ func (a *app) eventsCmd() *cobra.Command {
 			"It reads the queue table with plain SQL, so nothing is consumed, hidden or counted as a read.",
 		Args: cobra.ExactArgs(1),
 		PreRunE: func(*cobra.Command, []string) error {
-			if limit < 1 {
-				return fmt.Errorf("--limit must be at least 1, got %d", limit)
+			if limit < 1 || limit > maxListLimit {
+				return fmt.Errorf("--limit must be between 1 and %d, got %d", maxListLimit, limit)
 			}
 			return nil
 		},
@@ -59,8 +66,8 @@ func (a *app) eventsCmd() *cobra.Command {
 			if opts.max < 0 {
 				return fmt.Errorf("--max must not be negative, got %d", opts.max)
 			}
-			if opts.vt < time.Second {
-				return fmt.Errorf("--vt must be at least 1s, got %s", opts.vt)
+			if opts.vt < time.Second || opts.vt > maxVisibilityTimeout {
+				return fmt.Errorf("--vt must be between 1s and %s, got %s", maxVisibilityTimeout, opts.vt)
 			}
 			return nil
 		},

@@ -43,9 +43,12 @@ func parseUUID(what, s string) (uuid.UUID, error) {
 
 // parseJSONFlag checks that a flag's value is JSON. Call it from PreRunE:
 // an error there is a usage error (exit 2).
+// json.Valid, not Unmarshal: a number beyond float64 (1e400) is valid JSON
+// that jsonb stores.
 func parseJSONFlag(flag, s string) (json.RawMessage, error) {
-	var v any
-	if err := json.Unmarshal([]byte(s), &v); err != nil {
+	if !json.Valid([]byte(s)) {
+		var v any
+		err := json.Unmarshal([]byte(s), &v) // for the position of the fault
 		return nil, fmt.Errorf("--%s is not valid JSON: %v", flag, err)
 	}
 	return json.RawMessage(s), nil
