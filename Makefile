@@ -47,9 +47,10 @@ fuzz:
 ## bench: Go benchmarks of the hot paths, then the end-to-end side-by-side bench (see BENCHMARKS.md).
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 BENCH_FLAGS ?=
+# The bench line is not echoed: it holds the URL, password included.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./events/...
-	./bin/stepevents bench --database-url '$(BENCH_DATABASE_URL)' $(BENCH_FLAGS)
+	@./bin/stepevents bench --database-url '$(BENCH_DATABASE_URL)' $(BENCH_FLAGS)
 
 ## demo: the main job — a batch of orders through the runner, with subscribers and a summary.
 demo: build
@@ -64,6 +65,7 @@ run_db_name = $(shell printf '%s' '$(RUN_DATABASE_URL)' | sed -E 's#^[^?]*/([^/?
 run_admin_url = $(shell printf '%s' '$(RUN_DATABASE_URL)' | sed -E 's#^([^?]*/)[^/?]*#\1postgres#')
 RUN_CLI = ./bin/stepevents --database-url '$(RUN_DATABASE_URL)'
 run: build
+	@case '$(run_db_name)' in ''|*[@:/]*) echo "RUN_DATABASE_URL must name its database: postgres://user@host:port/DATABASE" >&2; exit 2;; esac
 	@psql '$(run_admin_url)' -qtAc "SELECT 1 FROM pg_database WHERE datname = '$(run_db_name)'" | grep -q 1 || \
 	  psql '$(run_admin_url)' -qc 'CREATE DATABASE "$(run_db_name)"'
 	@$(RUN_CLI) migrate up
