@@ -182,9 +182,11 @@ func WithHandlerTimeout(d time.Duration) SubscribeOption {
 // WithGapHandler also delivers gap signals to the subscription, through its
 // queue, so a gap arrives after the events queued before it and before the
 // events queued after it (unless the queue was full at the time; then as
-// soon as the worker is free: gaps kept for that are never dropped, and
-// consecutive ones of the same kind are merged into one, Dropped summed,
-// Since the earliest).
+// soon as the worker is free, ahead of everything already queued, gaps
+// included: kept gaps are never dropped, consecutive ones of the same kind
+// are merged into one, Dropped summed, Since the earliest, Cause the
+// first's; past 16 kept gaps a new one merges into the latest of its kind,
+// so kinds may then arrive out of order).
 func WithGapHandler(fn func(GapSignal)) SubscribeOption {
 	return func(o *subscribeOptions) { o.onGap = fn }
 }
@@ -614,8 +616,8 @@ func mergeGap(into *GapSignal, g GapSignal) {
 		into.ReconnectedAt = g.ReconnectedAt
 	}
 	into.Reconnects = max(into.Reconnects, g.Reconnects)
-	if g.Cause != "" {
-		into.Cause = g.Cause
+	if into.Cause == "" {
+		into.Cause = g.Cause // why the first was lost, as documented
 	}
 }
 

@@ -81,3 +81,12 @@ func TestDeferredGapWakesAParkedWorker(t *testing.T) {
 		t.Fatal("the parked worker never delivered the deferred gap")
 	}
 }
+
+// Merged kept gaps keep the first loss's Cause, as GapSignal documents.
+func TestMergeGapKeepsFirstCause(t *testing.T) {
+	t.Parallel()
+	g := GapSignal{Kind: GapUnresolved, Dropped: 1, Cause: "not found"}
+	mergeGap(&g, GapSignal{Kind: GapUnresolved, Dropped: 2, Cause: "invalid event"})
+	require.Equal(t, "not found", g.Cause)
+	require.Equal(t, uint64(3), g.Dropped)
+}
