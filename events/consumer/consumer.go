@@ -114,8 +114,11 @@ type message struct {
 	event events.Event
 	// leaseEnd is when the message's lease runs out on the local clock:
 	// the visibility timeout after the local time taken just before the
-	// read, so never later than the database's vt. It carries the monotonic
-	// reading of that time, so it is immune to wall-clock steps too.
+	// read, or just before the last statement that extended the lease
+	// (see lease.go), so never later than the database's vt. It carries
+	// the monotonic reading of that time, so it is immune to wall-clock
+	// steps too. It is zero once the lease is lost (the message is gone or
+	// another consumer read it).
 	leaseEnd time.Time
 }
 
@@ -123,11 +126,17 @@ type message struct {
 // it message by message. The messages whose handler succeeded (or reported a
 // duplicate) are acknowledged together, in one statement, once the batch is
 // handled, or earlier if half of their lease (the visibility timeout from
-// just before the read, on the local clock) has passed. A message whose
-// lease ran out while earlier ones were handled is left unhandled. It
-// returns what it did; an error means a database statement failed (the
-// messages it concerned reappear after the visibility timeout). An empty
-// queue is Result{} and no error.
+// just before the read, on the local clock) has passed. The leases of the
+// messages still waiting for their turn are extended (one statement for
+// all of them) while an earlier handler runs, once per handler when they
+// have half of their lease left, and before a handler starts when its
+// lease would cut its HandlerTimeout short (see Config.HandlerTimeout); a
+// batch of quick handlers extends nothing. A message whose lease ran out
+// all the same (a handler ignored its ctx past its deadline, or an
+// extension failed, which is logged and counted in Stats.Errors) is left
+// unhandled and counted Expired. It returns what it did; an error means a
+// database statement failed (the messages it concerned reappear after the
+// visibility timeout). An empty queue is Result{} and no error.
 func (c *Consumer) ProcessOnce(ctx context.Context, handler HandlerFunc) (Result, error) {
 	return c.ProcessUpTo(ctx, c.cfg.BatchSize, handler)
 }
@@ -149,6 +158,7 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 	var dbErr error
 	var acks ackBatch
 	due := &dueFlusher{c: c, ctx: ctx, b: &acks, res: &res}
+	var keep *leaseKeeper // made when first needed: a batch of one has no waiting message
 	for i := range msgs {
 		if ctx.Err() != nil || dbErr != nil {
 			// Stopping, or the database failed: give the rest back unhandled.
@@ -165,24 +175,46 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 			}
 			break
 		}
-		if !c.now().Before(msgs[i].leaseEnd) {
+		now := c.now()
+		if c.leaseShort(&msgs[i], now) {
+			// Earlier handlers used much of its lease: renew it, and the
+			// leases of the messages after it, before its handler starts.
+			if err := c.extendLeases(ctx, msgs[i:]); err != nil {
+				errs++ // not fatal: the messages just keep their lease
+			}
+			now = c.now()
+		}
+		if !now.Before(msgs[i].leaseEnd) {
 			// Its lease ran out while earlier messages of the batch were
 			// handled: another consumer may hold it now. Leave it.
 			res.Expired++
 			continue
 		}
-		if acks.due(c.now(), c.cfg.VisibilityTimeout) {
+		if acks.due(now, c.cfg.VisibilityTimeout) {
 			if err := c.flush(ctx, &acks, &res); err != nil {
 				errs++
 				dbErr = err
 				res.Failed += len(msgs) - i
 				break
 			}
+			now = c.now()
 		}
 		// A slow handler must not hold the pending acknowledgements past
-		// their lease: they are flushed beside it once due.
+		// their lease, nor let the waiting messages' leases run out: a
+		// timer beside it flushes the first once due and extends the
+		// second once (see leaseKeeper).
 		armed := due.arm()
+		kept := false
+		if i+1 < len(msgs) {
+			if keep == nil {
+				keep = &leaseKeeper{c: c, ctx: ctx, msgs: msgs}
+			}
+			kept = keep.arm(i, now, now.Add(min(c.cfg.HandlerTimeout, msgs[i].leaseEnd.Sub(now))))
+		}
 		out, ack, err := c.process(ctx, handler, &msgs[i])
+		if kept {
+			keep.stop()
+		}
 		if armed {
 			if ferr := due.stop(); ferr != nil && err == nil {
 				err = ferr
@@ -202,6 +234,9 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 		if dbErr == nil {
 			dbErr = err
 		}
+	}
+	if keep != nil {
+		errs += keep.errs
 	}
 	c.stats.add(res, errs)
 	return res, dbErr
