@@ -69,7 +69,8 @@ func (c *Consumer) Stats() Stats { return c.stats.snapshot() }
 
 // Run consumes until ctx is cancelled, then returns nil: the handler call in
 // progress gets the cancelled ctx, and the batch's messages not yet handled
-// are made visible again at once. It reads again at once after a full
+// are made visible again at once, but for those whose lease has run out
+// (another consumer may hold them; they are counted Expired). It reads again at once after a full
 // batch and waits PollInterval otherwise, or after a database error (which
 // it logs and retries). It returns an error only for a nil handler or a
 // missing queue.
@@ -163,9 +164,10 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 		if ctx.Err() != nil || dbErr != nil {
 			// Stopping, or the database failed: give the rest back unhandled.
 			if dbErr == nil {
-				released, err := c.release(ctx, msgs[i:])
+				released, expired, err := c.release(ctx, msgs[i:])
 				res.Released += released
-				res.Failed += len(msgs) - i - released
+				res.Expired += expired
+				res.Failed += len(msgs) - i - released - expired
 				if err != nil {
 					errs++
 					dbErr = err
@@ -345,8 +347,8 @@ func (c *Consumer) process(ctx context.Context, handler HandlerFunc, m *message)
 		res, err = c.deadLetter(ctx, m, herr.Error())
 		return res, false, err
 	case ctx.Err() != nil:
-		n, err := c.release(ctx, []message{*m})
-		return Result{Released: n, Failed: 1 - n}, false, err
+		released, expired, err := c.release(ctx, []message{*m})
+		return Result{Released: released, Expired: expired, Failed: 1 - released - expired}, false, err
 	case m.ReadCount >= c.cfg.MaxReads:
 		res, err = c.deadLetter(ctx, m, herr.Error())
 		return res, false, err
@@ -391,22 +393,29 @@ func (c *Consumer) call(ctx context.Context, handler HandlerFunc, m *message) (e
 	return handler(hctx, m.event, m.Delivery)
 }
 
-// release makes messages visible again at once (vt = now); it returns how
-// many it released.
-func (c *Consumer) release(ctx context.Context, msgs []message) (int, error) {
+// release makes messages visible again at once (vt = now), those still
+// leased to the consumer: one whose local lease has ended is left alone,
+// since another consumer may hold it now and making it visible would let a
+// third take it too. It returns how many it released and how many it left
+// because their lease had ended; on an error, the messages after the one
+// that failed are in neither count.
+func (c *Consumer) release(ctx context.Context, msgs []message) (released, expired int, err error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackTimeout)
 	defer cancel()
-	n := 0
 	for _, m := range msgs {
+		if !c.now().Before(m.leaseEnd) {
+			expired++
+			continue
+		}
 		tag, err := c.pool.Exec(ctx, `SELECT pgmq.set_vt($1::text, $2::bigint, 0::integer)`, c.queue, m.MsgID)
 		if err != nil {
-			return n, fmt.Errorf("stepevents consumer: error releasing message %d of %q: %w", m.MsgID, c.queue, err)
+			return released, expired, fmt.Errorf("stepevents consumer: error releasing message %d of %q: %w", m.MsgID, c.queue, err)
 		}
 		if tag.RowsAffected() > 0 {
-			n++
+			released++
 		}
 	}
-	return n, nil
+	return released, expired, nil
 }
 
 func (c *Consumer) attrs(m *message, extra ...any) []any {

@@ -57,13 +57,16 @@ type Result struct {
 	// DeadLettered messages were moved to the dead-letter queue.
 	DeadLettered int `json:"dead_lettered"`
 	// Released messages were made visible again unhandled, because the
-	// consumer was stopping. Their read still counts towards MaxReads.
+	// consumer was stopping. Their read still counts towards MaxReads. A
+	// message whose lease had run out is not released (another consumer
+	// may hold it) but counted Expired.
 	Released int `json:"released"`
 	// Expired messages were left unhandled because their lease ran out
 	// (or was lost) before their turn came, although it is extended while
 	// earlier messages of the batch are handled: a handler ignored its ctx
 	// past its deadline, an extension failed, or settling earlier messages
-	// took that long. Another consumer may hold them already. They
+	// took that long; or the consumer stopped after their lease had run
+	// out. Another consumer may hold them already. They
 	// reappear without being released, and their read counts towards
 	// MaxReads.
 	Expired int `json:"expired"`

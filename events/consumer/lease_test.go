@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -157,4 +158,38 @@ func TestQuickBatchExtendsNothing(t *testing.T) {
 	for id, at := range vt {
 		require.True(t, at.Equal(readVT[id]), "message %d: vt %s, read's %s", id, at, readVT[id])
 	}
+}
+
+// Stopping does not release a message whose local lease has run out:
+// another consumer may hold it now, and making it visible would let a
+// third take it too. It is counted Expired and stays hidden. The local
+// clock jumps an hour ahead while the first handler runs, so every lease
+// of the batch looks run out; then the consumer is stopped.
+func TestStopDoesNotReleaseExpiredLeases(t *testing.T) {
+	t.Parallel()
+	pool := setup(t)
+	for range 3 {
+		send(t, pool, newEvent("order.shipped"), nil)
+	}
+	c := newConsumer(t, pool, consumer.Config{BatchSize: 3})
+	var skew atomic.Int64
+	consumer.SetClock(c, func() time.Time { return time.Now().Add(time.Duration(skew.Load())) })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	calls := 0
+	res, err := c.ProcessOnce(ctx, func(hctx context.Context, _ events.Event, _ consumer.Delivery) error {
+		calls++
+		skew.Store(int64(time.Hour))
+		cancel()
+		<-hctx.Done()
+		return hctx.Err()
+	})
+	require.NoError(t, err)
+	require.Equal(t, 1, calls)
+	require.Equal(t, consumer.Result{Read: 3, Expired: 3}, res)
+	var visible int
+	require.NoError(t, pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM `+queueTable+` WHERE vt <= clock_timestamp()`).Scan(&visible))
+	require.Zero(t, visible, "nothing released")
+	require.Equal(t, 3, count(t, pool, queueTable))
 }
