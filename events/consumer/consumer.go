@@ -178,6 +178,15 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 			break
 		}
 		now := c.now()
+		if acks.due(now, c.cfg.VisibilityTimeout) {
+			if err := c.flush(ctx, &acks, &res); err != nil {
+				errs++
+				dbErr = err
+				res.Failed += len(msgs) - i
+				break
+			}
+			now = c.now() // the flush may have taken up to ackTimeout
+		}
 		if c.leaseShort(&msgs[i], now) {
 			// Earlier handlers used much of its lease: renew it, and the
 			// leases of the messages after it, before its handler starts.
@@ -187,19 +196,10 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 			now = c.now()
 		}
 		if !now.Before(msgs[i].leaseEnd) {
-			// Its lease ran out while earlier messages of the batch were
-			// handled: another consumer may hold it now. Leave it.
+			// Its lease ran out before its turn (or was lost): another
+			// consumer may hold it now. Leave it.
 			res.Expired++
 			continue
-		}
-		if acks.due(now, c.cfg.VisibilityTimeout) {
-			if err := c.flush(ctx, &acks, &res); err != nil {
-				errs++
-				dbErr = err
-				res.Failed += len(msgs) - i
-				break
-			}
-			now = c.now()
 		}
 		// A slow handler must not hold the pending acknowledgements past
 		// their lease, nor let the waiting messages' leases run out: a
@@ -339,6 +339,8 @@ func (c *Consumer) process(ctx context.Context, handler HandlerFunc, m *message)
 	}
 	herr := c.call(ctx, handler, m)
 	switch {
+	case errors.Is(herr, errLeaseEnded):
+		return Result{Expired: 1}, false, nil
 	case herr == nil:
 		return Result{Handled: 1}, true, nil
 	case errors.Is(herr, ErrDuplicate):
@@ -375,12 +377,19 @@ func decode(m *message) error {
 	return nil
 }
 
+// errLeaseEnded is call's answer when the message's lease has already run
+// out: the handler is not run, and the message is counted Expired.
+var errLeaseEnded = errors.New("lease ended before the handler started")
+
 // call runs the handler with the handler timeout, turning a panic into an
 // error so one bad event cannot kill the consumer.
 func (c *Consumer) call(ctx context.Context, handler HandlerFunc, m *message) (err error) {
 	// The handler never outlives the message's lease: past it another
 	// consumer may be handling it too.
 	timeout := min(c.cfg.HandlerTimeout, m.leaseEnd.Sub(c.now()))
+	if timeout <= 0 {
+		return errLeaseEnded
+	}
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	defer func() {

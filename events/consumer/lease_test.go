@@ -193,3 +193,43 @@ func TestStopDoesNotReleaseExpiredLeases(t *testing.T) {
 	require.Zero(t, visible, "nothing released")
 	require.Equal(t, 3, count(t, pool, queueTable))
 }
+
+// An acknowledgement flush that falls due before a message can take long
+// (up to its own timeout): the message's lease is checked after it, and a
+// message whose lease ran out meanwhile is not handled but counted
+// Expired. Here the first message's row is locked while its handler runs,
+// so acknowledging it waits until 4.5 s after the read, past the second
+// message's lease (extended once, at 1 s, to 3 s after the read).
+func TestSlowFlushExpiresNextMessage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := setup(t)
+	first := send(t, pool, newEvent("order.shipped"), nil)
+	send(t, pool, newEvent("order.shipped"), nil)
+	c := newConsumer(t, pool, consumer.Config{BatchSize: 2, VisibilityTimeout: 2 * time.Second})
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	unlocked := make(chan struct{})
+	var calls []int64
+	res, err := c.ProcessOnce(ctx, func(_ context.Context, _ events.Event, d consumer.Delivery) error {
+		calls = append(calls, d.MsgID)
+		if d.MsgID == first {
+			_, err := tx.Exec(ctx, `SELECT 1 FROM `+queueTable+` WHERE msg_id = $1 FOR UPDATE`, first)
+			require.NoError(t, err)
+			go func() {
+				defer close(unlocked)
+				time.Sleep(4500 * time.Millisecond)
+				_ = tx.Rollback(ctx)
+			}()
+			// Past half of the lease: the acknowledgement is due before
+			// the second message.
+			time.Sleep(1100 * time.Millisecond)
+		}
+		return nil
+	})
+	<-unlocked
+	require.NoError(t, err)
+	require.Equal(t, []int64{first}, calls, "the second message's handler did not run")
+	require.Equal(t, consumer.Result{Read: 2, Handled: 1, Expired: 1}, res)
+	require.Equal(t, 1, count(t, pool, queueTable))
+}
