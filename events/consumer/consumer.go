@@ -70,10 +70,10 @@ func (c *Consumer) Stats() Stats { return c.stats.snapshot() }
 // Run consumes until ctx is cancelled, then returns nil: the handler call in
 // progress gets the cancelled ctx, and the batch's messages not yet handled
 // are made visible again at once, but for those whose lease has run out
-// (another consumer may hold them; they are counted Expired). It reads again at once after a full
-// batch and waits PollInterval otherwise, or after a database error (which
-// it logs and retries). It returns an error only for a nil handler or a
-// missing queue.
+// (another consumer may hold them; they are counted Expired). It reads
+// again at once after a full batch and waits PollInterval otherwise, or
+// after a database error (which it logs and retries). It returns an error
+// only for a nil handler or a missing queue.
 func (c *Consumer) Run(ctx context.Context, handler HandlerFunc) error {
 	if handler == nil {
 		return fmt.Errorf("stepevents consumer: Run with a nil handler: %w", events.ErrInvalidInput)
@@ -133,9 +133,9 @@ type message struct {
 // have half of their lease left, and before a handler starts when its
 // lease would cut its HandlerTimeout short (see Config.HandlerTimeout); a
 // batch of quick handlers extends nothing. A message whose lease ran out
-// all the same (a handler ignored its ctx past its deadline, or an
-// extension failed, which is logged and counted in Stats.Errors) is left
-// unhandled and counted Expired. It returns what it did; an error means a
+// all the same (a handler ignored its ctx past its deadline, an extension
+// failed, which is logged and counted in Stats.Errors, or a due
+// acknowledgement took that long) is left unhandled and counted Expired. It returns what it did; an error means a
 // database statement failed (the messages it concerned reappear after the
 // visibility timeout). An empty queue is Result{} and no error.
 func (c *Consumer) ProcessOnce(ctx context.Context, handler HandlerFunc) (Result, error) {

@@ -20,8 +20,12 @@ import (
 // passed since the lease began, so extending it is worth a statement: the
 // handler then gets its full HandlerTimeout, or at least three quarters of
 // the visibility timeout where HandlerTimeout is longer. A batch of quick
-// handlers never gets this far into its lease.
+// handlers never gets this far into its lease. A lost lease (zero) is not
+// short: the statement that lost it renewed the others.
 func (c *Consumer) leaseShort(m *message, now time.Time) bool {
+	if m.leaseEnd.IsZero() {
+		return false
+	}
 	left := m.leaseEnd.Sub(now)
 	vt := c.cfg.VisibilityTimeout
 	return left < c.cfg.HandlerTimeout && left <= vt-vt/4

@@ -233,3 +233,36 @@ func TestSlowFlushExpiresNextMessage(t *testing.T) {
 	require.Equal(t, consumer.Result{Read: 2, Handled: 1, Expired: 1}, res)
 	require.Equal(t, 1, count(t, pool, queueTable))
 }
+
+// A waiting message that is gone when its lease is extended (acknowledged
+// by someone else, deleted by hand) has lost its lease: it is counted
+// Expired when its turn comes, without its handler, and the others of the
+// batch are still extended and handled.
+func TestGoneWaitingMessageLosesLease(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := setup(t)
+	hang := send(t, pool, newEvent("order.shipped"), nil)
+	gone := send(t, pool, newEvent("order.shipped"), nil)
+	last := send(t, pool, newEvent("order.shipped"), nil)
+	var logs syncBuffer
+	c := newConsumer(t, pool, consumer.Config{BatchSize: 3, VisibilityTimeout: time.Second,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	var calls []int64
+	res, err := c.ProcessOnce(ctx, func(hctx context.Context, _ events.Event, d consumer.Delivery) error {
+		calls = append(calls, d.MsgID)
+		if d.MsgID == hang {
+			_, err := pool.Exec(ctx, `DELETE FROM `+queueTable+` WHERE msg_id = $1`, gone)
+			require.NoError(t, err)
+			<-hctx.Done()
+			return hctx.Err()
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, []int64{hang, last}, calls)
+	require.Equal(t, consumer.Result{Read: 3, Handled: 1, Failed: 1, Expired: 1}, res)
+	require.Zero(t, c.Stats().Errors)
+	require.Contains(t, logs.String(), "lease lost")
+	require.Equal(t, 1, count(t, pool, queueTable), "only the hanging message is left")
+}
