@@ -19,7 +19,9 @@ import (
 // A handler that runs to the end of its lease does not let its batch-mates
 // expire unhandled: their leases are extended while it runs, so the next
 // message is handled in the same batch, once, and nothing is dead-lettered
-// for reads its handler never saw.
+// for reads its handler never saw. (Before, the second message expired in
+// every batch and was dead-lettered with the hanging one on its third
+// read, its handler never called.)
 func TestHangingHandlerDoesNotExpireBatchMates(t *testing.T) {
 	t.Parallel()
 	pool := setup(t)
@@ -28,7 +30,7 @@ func TestHangingHandlerDoesNotExpireBatchMates(t *testing.T) {
 	c := newConsumer(t, pool, consumer.Config{BatchSize: 2, VisibilityTimeout: time.Second, MaxReads: 2})
 	var mu sync.Mutex
 	calls := map[int64]int{}
-	res, err := c.ProcessOnce(context.Background(), func(ctx context.Context, _ events.Event, d consumer.Delivery) error {
+	h := func(ctx context.Context, _ events.Event, d consumer.Delivery) error {
 		mu.Lock()
 		calls[d.MsgID]++
 		mu.Unlock()
@@ -37,7 +39,8 @@ func TestHangingHandlerDoesNotExpireBatchMates(t *testing.T) {
 			return ctx.Err()
 		}
 		return nil
-	})
+	}
+	res, err := c.ProcessOnce(context.Background(), h)
 	require.NoError(t, err)
 	require.Equal(t, consumer.Result{Read: 2, Handled: 1, Failed: 1}, res)
 	require.Equal(t, map[int64]int{hang: 1, next: 1}, calls, "the second message was handled in the first batch")
@@ -53,6 +56,13 @@ func TestHangingHandlerDoesNotExpireBatchMates(t *testing.T) {
 	}
 	require.NoError(t, rows.Err())
 	require.Equal(t, []int64{hang}, left, "only the hanging message is left")
+
+	// The hanging message alone is dead-lettered, on its second read.
+	processUntil(t, c, h, 10*time.Second, func(r consumer.Result) bool { return r.DeadLettered > 0 })
+	require.Equal(t, consumer.Result{Read: 3, Handled: 1, Failed: 1, DeadLettered: 1}, c.Stats().Result)
+	require.Equal(t, map[int64]int{hang: 2, next: 1}, calls)
+	require.Equal(t, 0, count(t, pool, queueTable))
+	require.Equal(t, 1, count(t, pool, dlqTable))
 }
 
 // A handler that starts late in its batch's lease gets its full
