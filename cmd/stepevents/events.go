@@ -60,6 +60,8 @@ func (a *app) eventsCmd() *cobra.Command {
 		Long: "Consume the durable events queued for NAMESPACE: print each one (a line, or a JSON line with --json)\n" +
 			"and delete it, or move it to pgmq's archive table with --archive. It stops after --max events, when\n" +
 			"no visible event is left, or on Ctrl-C (events read but not yet printed are given back at once).\n" +
+			"If printing stalls (a blocked stdout) until the lease (--vt) of the events read but not yet printed\n" +
+			"expires, they stay queued for a later run and it stops with an error.\n" +
 			"Messages that are not events are moved to NAMESPACE_domain_events_dlq.",
 		Args: cobra.ExactArgs(1),
 		PreRunE: func(*cobra.Command, []string) error {
@@ -238,10 +240,14 @@ func (a *app) consumeEvents(ctx context.Context, ns string, opts consumeOptions)
 		total.Handled += res.Handled
 		total.DeadLettered += res.DeadLettered
 		total.Failed += res.Failed
+		total.Released += res.Released
+		total.Expired += res.Expired
 		if err != nil && ctx.Err() == nil {
 			return err
 		}
-		if res.Read == 0 || res.Failed > 0 || ctx.Err() != nil {
+		// An expired lease means printing stalled (a blocked stdout) for
+		// the visibility timeout: reading on would only let more expire.
+		if res.Read == 0 || res.Failed > 0 || res.Expired > 0 || ctx.Err() != nil {
 			break
 		}
 	}
@@ -253,12 +259,24 @@ func (a *app) consumeEvents(ctx context.Context, ns string, opts consumeOptions)
 	if total.DeadLettered > 0 {
 		fmt.Fprintf(a.stderr, "; %d message(s) that are not events moved to %s", total.DeadLettered, c.DeadLetterQueue())
 	}
+	if total.Released > 0 {
+		fmt.Fprintf(a.stderr, "; %d given back to the queue unprinted (interrupted)", total.Released)
+	}
 	if total.Failed > 0 {
 		fmt.Fprintf(a.stderr, "; %d left in the queue (could not print them)", total.Failed)
 	}
+	if total.Expired > 0 {
+		fmt.Fprintf(a.stderr, "; %d left in the queue (lease expired)", total.Expired)
+	}
 	fmt.Fprintln(a.stderr)
-	if total.Failed > 0 {
+	switch {
+	case total.Failed > 0 && total.Expired > 0:
+		return fmt.Errorf("%d event(s) could not be printed, and %d not before their lease (--vt) expired; they stay queued",
+			total.Failed, total.Expired)
+	case total.Failed > 0:
 		return fmt.Errorf("%d event(s) could not be printed and stay queued", total.Failed)
+	case total.Expired > 0:
+		return fmt.Errorf("%d event(s) were not printed before their lease (--vt) expired and stay queued", total.Expired)
 	}
 	return nil
 }

@@ -2,11 +2,14 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,6 +20,7 @@ import (
 
 	"github.com/stepevents/stepevents/events"
 	"github.com/stepevents/stepevents/examples/publishers"
+	"github.com/stepevents/stepevents/test/testdb"
 )
 
 const inventoryStep = "domain_events_update_inventory"
@@ -296,4 +300,53 @@ func TestListenJSONFiltersByPattern(t *testing.T) {
 	code, rest := p.stop(t)
 	require.Equal(t, 0, code, rest)
 	require.Contains(t, rest, "stopped: 1 event(s) printed")
+}
+
+// When printing stalls (stdout not read) until the lease of the events read
+// but not yet printed runs out, consume stops: those stay queued, and the
+// summary and the exit status say so.
+func TestEventsConsumeLeaseExpired(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testdb.NewURL(t)
+	ok(t, url, "template", "apply", goodTemplate)
+	pool, err := pgxpool.New(ctx, url)
+	require.NoError(t, err)
+	defer pool.Close()
+	// Ten events of 20 kB: three JSON lines fill a 64 kB pipe, and the
+	// fourth print blocks while nobody reads.
+	_, err = pool.Exec(ctx, `SELECT pgmq.send_batch('domain_events_domain_events', array_agg(jsonb_build_object(
+		'event_id', gen_random_uuid(), 'event_name', 'order.shipped', 'event_version', '1.0',
+		'payload', jsonb_build_object('payload', jsonb_build_object('blob', repeat('x', 20000))))))
+		FROM generate_series(1, 10)`)
+	require.NoError(t, err)
+
+	cmd := exec.Command(binary(t), "--database-url", url, "events", "consume", "domain_events", "--json", "--vt", "1s")
+	cmd.Env = append(os.Environ(), "DATABASE_URL=")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	// The waiting events' leases are extended once, to 1.5 s after the
+	// read: stall past that.
+	time.Sleep(3 * time.Second)
+	out, err := io.ReadAll(stdout)
+	require.NoError(t, err)
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, "stderr: %s", stderr.String())
+	require.Equal(t, 1, ee.ExitCode(), stderr.String())
+
+	m := regexp.MustCompile(`consumed (\d+) event\(s\) from domain_events_domain_events \(deleted\); (\d+) left in the queue \(lease expired\)\n` +
+		`stepevents: (\d+) event\(s\) were not printed before their lease \(--vt\) expired and stay queued\n$`).
+		FindStringSubmatch(stderr.String())
+	require.NotNil(t, m, stderr.String())
+	consumed, _ := strconv.Atoi(m[1])
+	expired, _ := strconv.Atoi(m[2])
+	require.Equal(t, m[2], m[3])
+	require.Positive(t, expired)
+	require.Equal(t, 10, consumed+expired, stderr.String())
+	require.Equal(t, consumed, strings.Count(string(out), "\n"), "one line per consumed event")
+	require.Equal(t, expired, countTableRows(t, url, "pgmq.q_domain_events_domain_events"))
 }

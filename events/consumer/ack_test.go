@@ -44,9 +44,12 @@ func TestSlowBatchAcknowledgesBeforeLeaseHalfway(t *testing.T) {
 	}
 	// Lease 4 s; each handler takes 1.2 s. Before the third message 2.4 s
 	// have passed (1.6 s of lease left, under half): the first two are
-	// acknowledged then.
+	// acknowledged by then (the first by the timer during the second
+	// handler). HandlerTimeout 2 s: the second message still has enough
+	// lease left for its handler, so its lease is not extended before it
+	// starts and its acknowledgement falls due on the read's lease.
 	c := newConsumer(t, pool, consumer.Config{BatchSize: 3, VisibilityTimeout: 4 * time.Second,
-		HandlerTimeout: 4 * time.Second})
+		HandlerTimeout: 2 * time.Second})
 	var inQueue []int
 	res, err := c.ProcessOnce(ctx, func(context.Context, events.Event, consumer.Delivery) error {
 		inQueue = append(inQueue, count(t, pool, queueTable))

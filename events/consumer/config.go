@@ -37,19 +37,28 @@ type Config struct {
 	// Namespace is the template namespace whose queue
 	// ({namespace}_domain_events) is read.
 	Namespace string
-	// VisibilityTimeout hides a read message from other consumers; a failed
-	// message reappears after it. pgmq counts it in whole seconds, so it is
-	// rounded up (DefaultVisibilityTimeout when 0).
+	// VisibilityTimeout hides a read message from other consumers (its
+	// lease); a failed message reappears after it. The leases of a batch's
+	// messages waiting for their turn are renewed for VisibilityTimeout
+	// while earlier handlers run (see HandlerTimeout). pgmq counts it in
+	// whole seconds, so it is rounded up (DefaultVisibilityTimeout when 0).
 	VisibilityTimeout time.Duration
 	// HandlerTimeout bounds one handler call (VisibilityTimeout when 0).
 	// The handler's ctx also ends with the message's lease, whichever
 	// comes first: VisibilityTimeout after the local time taken just
-	// before the read that took the message (its batch), so less is left
-	// for the later messages of a batch, and a HandlerTimeout above
-	// VisibilityTimeout changes nothing. The lease is timed on the local
-	// monotonic clock alone, never against the database's vt, so skew
-	// between the two clocks does not move it. A handler that ignores its
-	// ctx and runs on past the lease races a redelivery.
+	// before the read that took the message (its batch), or before the
+	// last extension of its lease. The leases of the messages waiting in a
+	// batch are extended once while each earlier handler runs, when half
+	// of their lease is left; and before a handler starts, if its lease
+	// would end before HandlerTimeout and a quarter of the lease has
+	// passed, its lease (and the waiting messages') is extended first. So
+	// a handler gets its full HandlerTimeout, or at least three quarters
+	// of VisibilityTimeout where HandlerTimeout is longer; a HandlerTimeout
+	// above VisibilityTimeout acts as VisibilityTimeout. The lease is timed
+	// on the local monotonic clock alone, never against the database's vt,
+	// so skew between the two clocks does not move it. A handler that
+	// ignores its ctx and runs on past the lease races a redelivery, and
+	// the waiting messages of its batch, no longer extended, may expire.
 	HandlerTimeout time.Duration
 	// BatchSize is how many messages one read takes (DefaultBatchSize when 0).
 	BatchSize int

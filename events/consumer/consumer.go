@@ -69,10 +69,11 @@ func (c *Consumer) Stats() Stats { return c.stats.snapshot() }
 
 // Run consumes until ctx is cancelled, then returns nil: the handler call in
 // progress gets the cancelled ctx, and the batch's messages not yet handled
-// are made visible again at once. It reads again at once after a full
-// batch and waits PollInterval otherwise, or after a database error (which
-// it logs and retries). It returns an error only for a nil handler or a
-// missing queue.
+// are made visible again at once, but for those whose lease has run out
+// (another consumer may hold them; they are counted Expired). It reads
+// again at once after a full batch and waits PollInterval otherwise, or
+// after a database error (which it logs and retries). It returns an error
+// only for a nil handler or a missing queue.
 func (c *Consumer) Run(ctx context.Context, handler HandlerFunc) error {
 	if handler == nil {
 		return fmt.Errorf("stepevents consumer: Run with a nil handler: %w", events.ErrInvalidInput)
@@ -114,8 +115,11 @@ type message struct {
 	event events.Event
 	// leaseEnd is when the message's lease runs out on the local clock:
 	// the visibility timeout after the local time taken just before the
-	// read, so never later than the database's vt. It carries the monotonic
-	// reading of that time, so it is immune to wall-clock steps too.
+	// read, or just before the last statement that extended the lease
+	// (see lease.go), so never later than the database's vt. It carries
+	// the monotonic reading of that time, so it is immune to wall-clock
+	// steps too. It is zero once the lease is lost (the message is gone or
+	// another consumer read it).
 	leaseEnd time.Time
 }
 
@@ -123,11 +127,17 @@ type message struct {
 // it message by message. The messages whose handler succeeded (or reported a
 // duplicate) are acknowledged together, in one statement, once the batch is
 // handled, or earlier if half of their lease (the visibility timeout from
-// just before the read, on the local clock) has passed. A message whose
-// lease ran out while earlier ones were handled is left unhandled. It
-// returns what it did; an error means a database statement failed (the
-// messages it concerned reappear after the visibility timeout). An empty
-// queue is Result{} and no error.
+// just before the read, on the local clock) has passed. The leases of the
+// messages still waiting for their turn are extended (one statement for
+// all of them) while an earlier handler runs, once per handler when they
+// have half of their lease left, and before a handler starts when its
+// lease would cut its HandlerTimeout short (see Config.HandlerTimeout); a
+// batch of quick handlers extends nothing. A message whose lease ran out
+// all the same (a handler ignored its ctx past its deadline, an extension
+// failed, which is logged and counted in Stats.Errors, or a due
+// acknowledgement took that long) is left unhandled and counted Expired. It returns what it did; an error means a
+// database statement failed (the messages it concerned reappear after the
+// visibility timeout). An empty queue is Result{} and no error.
 func (c *Consumer) ProcessOnce(ctx context.Context, handler HandlerFunc) (Result, error) {
 	return c.ProcessUpTo(ctx, c.cfg.BatchSize, handler)
 }
@@ -149,13 +159,15 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 	var dbErr error
 	var acks ackBatch
 	due := &dueFlusher{c: c, ctx: ctx, b: &acks, res: &res}
+	var keep *leaseKeeper // made when first needed: a batch of one has no waiting message
 	for i := range msgs {
 		if ctx.Err() != nil || dbErr != nil {
 			// Stopping, or the database failed: give the rest back unhandled.
 			if dbErr == nil {
-				released, err := c.release(ctx, msgs[i:])
+				released, expired, err := c.release(ctx, msgs[i:])
 				res.Released += released
-				res.Failed += len(msgs) - i - released
+				res.Expired += expired
+				res.Failed += len(msgs) - i - released - expired
 				if err != nil {
 					errs++
 					dbErr = err
@@ -165,24 +177,46 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 			}
 			break
 		}
-		if !c.now().Before(msgs[i].leaseEnd) {
-			// Its lease ran out while earlier messages of the batch were
-			// handled: another consumer may hold it now. Leave it.
-			res.Expired++
-			continue
-		}
-		if acks.due(c.now(), c.cfg.VisibilityTimeout) {
+		now := c.now()
+		if acks.due(now, c.cfg.VisibilityTimeout) {
 			if err := c.flush(ctx, &acks, &res); err != nil {
 				errs++
 				dbErr = err
 				res.Failed += len(msgs) - i
 				break
 			}
+			now = c.now() // the flush may have taken up to ackTimeout
+		}
+		if c.leaseShort(&msgs[i], now) {
+			// Earlier handlers used much of its lease: renew it, and the
+			// leases of the messages after it, before its handler starts.
+			if err := c.extendLeases(ctx, msgs[i:]); err != nil {
+				errs++ // not fatal: the messages just keep their lease
+			}
+			now = c.now()
+		}
+		if !now.Before(msgs[i].leaseEnd) {
+			// Its lease ran out before its turn (or was lost): another
+			// consumer may hold it now. Leave it.
+			res.Expired++
+			continue
 		}
 		// A slow handler must not hold the pending acknowledgements past
-		// their lease: they are flushed beside it once due.
+		// their lease, nor let the waiting messages' leases run out: a
+		// timer beside it flushes the first once due and extends the
+		// second once (see leaseKeeper).
 		armed := due.arm()
+		kept := false
+		if i+1 < len(msgs) {
+			if keep == nil {
+				keep = &leaseKeeper{c: c, ctx: ctx, msgs: msgs}
+			}
+			kept = keep.arm(i, now, now.Add(min(c.cfg.HandlerTimeout, msgs[i].leaseEnd.Sub(now))))
+		}
 		out, ack, err := c.process(ctx, handler, &msgs[i])
+		if kept {
+			keep.stop()
+		}
 		if armed {
 			if ferr := due.stop(); ferr != nil && err == nil {
 				err = ferr
@@ -202,6 +236,9 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 		if dbErr == nil {
 			dbErr = err
 		}
+	}
+	if keep != nil {
+		errs += keep.errs
 	}
 	c.stats.add(res, errs)
 	return res, dbErr
@@ -303,6 +340,8 @@ func (c *Consumer) process(ctx context.Context, handler HandlerFunc, m *message)
 	}
 	herr := c.call(ctx, handler, m)
 	switch {
+	case errors.Is(herr, errLeaseEnded):
+		return Result{Expired: 1}, false, nil
 	case herr == nil:
 		return Result{Handled: 1}, true, nil
 	case errors.Is(herr, ErrDuplicate):
@@ -311,8 +350,8 @@ func (c *Consumer) process(ctx context.Context, handler HandlerFunc, m *message)
 		res, err = c.deadLetter(ctx, m, herr.Error())
 		return res, false, err
 	case ctx.Err() != nil:
-		n, err := c.release(ctx, []message{*m})
-		return Result{Released: n, Failed: 1 - n}, false, err
+		released, expired, err := c.release(ctx, []message{*m})
+		return Result{Released: released, Expired: expired, Failed: 1 - released - expired}, false, err
 	case m.ReadCount >= c.cfg.MaxReads:
 		res, err = c.deadLetter(ctx, m, herr.Error())
 		return res, false, err
@@ -339,12 +378,19 @@ func decode(m *message) error {
 	return nil
 }
 
+// errLeaseEnded is call's answer when the message's lease has already run
+// out: the handler is not run, and the message is counted Expired.
+var errLeaseEnded = errors.New("lease ended before the handler started")
+
 // call runs the handler with the handler timeout, turning a panic into an
 // error so one bad event cannot kill the consumer.
 func (c *Consumer) call(ctx context.Context, handler HandlerFunc, m *message) (err error) {
 	// The handler never outlives the message's lease: past it another
 	// consumer may be handling it too.
 	timeout := min(c.cfg.HandlerTimeout, m.leaseEnd.Sub(c.now()))
+	if timeout <= 0 {
+		return errLeaseEnded
+	}
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	defer func() {
@@ -357,22 +403,29 @@ func (c *Consumer) call(ctx context.Context, handler HandlerFunc, m *message) (e
 	return handler(hctx, m.event, m.Delivery)
 }
 
-// release makes messages visible again at once (vt = now); it returns how
-// many it released.
-func (c *Consumer) release(ctx context.Context, msgs []message) (int, error) {
+// release makes messages visible again at once (vt = now), those still
+// leased to the consumer: one whose local lease has ended is left alone,
+// since another consumer may hold it now and making it visible would let a
+// third take it too. It returns how many it released and how many it left
+// because their lease had ended; on an error, the messages after the one
+// that failed are in neither count.
+func (c *Consumer) release(ctx context.Context, msgs []message) (released, expired int, err error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackTimeout)
 	defer cancel()
-	n := 0
 	for _, m := range msgs {
+		if !c.now().Before(m.leaseEnd) {
+			expired++
+			continue
+		}
 		tag, err := c.pool.Exec(ctx, `SELECT pgmq.set_vt($1::text, $2::bigint, 0::integer)`, c.queue, m.MsgID)
 		if err != nil {
-			return n, fmt.Errorf("stepevents consumer: error releasing message %d of %q: %w", m.MsgID, c.queue, err)
+			return released, expired, fmt.Errorf("stepevents consumer: error releasing message %d of %q: %w", m.MsgID, c.queue, err)
 		}
 		if tag.RowsAffected() > 0 {
-			n++
+			released++
 		}
 	}
-	return n, nil
+	return released, expired, nil
 }
 
 func (c *Consumer) attrs(m *message, extra ...any) []any {

@@ -31,9 +31,11 @@ type Delivery struct {
 	EnqueuedAt time.Time `json:"enqueued_at"`
 	// VisibleAt is when the message becomes visible again if it is not
 	// acknowledged (the end of the visibility timeout), on the database's
-	// clock: pgmq's vt. It is informational; the consumer times the lease
-	// on the local clock instead (see Config.HandlerTimeout), and a handler
-	// should not compare it with its own clock either.
+	// clock: pgmq's vt as the read set it (a later extension of the lease
+	// moves it on without updating this field). It is informational; the
+	// consumer times the lease on the local clock instead (see
+	// Config.HandlerTimeout), and a handler should not compare it with its
+	// own clock either.
 	VisibleAt time.Time `json:"vt"`
 	// Message is the message body as stored (the event's JSON).
 	Message json.RawMessage `json:"message"`
@@ -55,11 +57,18 @@ type Result struct {
 	// DeadLettered messages were moved to the dead-letter queue.
 	DeadLettered int `json:"dead_lettered"`
 	// Released messages were made visible again unhandled, because the
-	// consumer was stopping. Their read still counts towards MaxReads.
+	// consumer was stopping. Their read still counts towards MaxReads. A
+	// message whose lease had run out is not released (another consumer
+	// may hold it) but counted Expired.
 	Released int `json:"released"`
 	// Expired messages were left unhandled because their lease ran out
-	// while earlier messages of the batch were handled: another consumer
-	// may hold them already. They reappear without being released.
+	// (or was lost) before their turn came, although it is extended while
+	// earlier messages of the batch are handled: a handler ignored its ctx
+	// past its deadline, an extension failed, or settling earlier messages
+	// took that long; or the consumer stopped after their lease had run
+	// out. Another consumer may hold them already. They
+	// reappear without being released, and their read counts towards
+	// MaxReads.
 	Expired int `json:"expired"`
 }
 

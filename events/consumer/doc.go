@@ -15,11 +15,17 @@
 //
 // The consumer times its lease on each message on the local monotonic
 // clock alone: it ends the visibility timeout after the local time taken
-// just before the read, so it runs out before the database's vt does (the
-// database starts counting later). Pending acknowledgements are sent by
-// half of the lease and a handler's ctx ends with it; none of this
-// compares the local clock with the database's, so skew between the two
-// does not move it.
+// just before the read (or before the statement that last extended it), so
+// it runs out before the database's vt does (the database starts counting
+// later). Pending acknowledgements are sent by half of the lease and a
+// handler's ctx ends with it; none of this compares the local clock with
+// the database's, so skew between the two does not move it. A batch's
+// messages are handled one by one, so the leases of those still waiting
+// for their turn are extended while earlier handlers run (and before a
+// handler starts short of lease): a handler that runs to the end of its
+// lease does not make its batch-mates expire unhandled, which would cost
+// them reads towards MaxReads. A message whose lease ran out all the same
+// is left for another consumer, never handled or released late.
 //
 // Redelivery means a handler can see an event twice: after a crash between
 // handling and acknowledging (handled messages are acknowledged together,

@@ -9,7 +9,8 @@ type Stats struct {
 	Result
 	// Batches counts reads that returned at least one message.
 	Batches int `json:"batches"`
-	// Errors counts database errors (reads, acknowledgements, moves).
+	// Errors counts database errors (reads, acknowledgements, moves,
+	// lease extensions).
 	Errors int `json:"errors"`
 }
 
