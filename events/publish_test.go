@@ -362,16 +362,12 @@ func TestFastDeliveryErrorsCounted(t *testing.T) {
 // committed step never lacks its declared event.
 func TestCustomPublisherErrorFailsCompletion(t *testing.T) {
 	t.Parallel()
-	pubs := []events.Publisher{failingPublisher{"PaymentEventPublisher"}, failingPublisher{"NotificationEventPublisher"}}
-	b := setup(t, &events.Config{Publishers: pubs})
-	_, steps := b.newTask(t)
-	b.complete(t, steps[stepValidate], validResult)
-	b.start(t, steps[stepPayment])
-	_, err := b.client.CompleteStep(b.ctx, steps[stepPayment], json.RawMessage(`{}`))
+	b, payment := paymentWithFailingPublishers(t)
+	_, err := b.client.CompleteStep(b.ctx, payment, json.RawMessage(`{}`))
 	require.ErrorIs(t, err, events.ErrPublisher)
 	require.ErrorContains(t, err, "publisher PaymentEventPublisher failed for payment.processed: boom")
 	require.Equal(t, uint64(1), b.client.Stats().RoutingErrors)
-	st, err := events.GetStep(b.ctx, b.pool, steps[stepPayment])
+	st, err := events.GetStep(b.ctx, b.pool, payment)
 	require.NoError(t, err)
 	require.Equal(t, "in_progress", st.State, "nothing committed")
 	require.Empty(t, b.queueRows(t))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -19,31 +20,27 @@ import (
 // checks for CompleteStep's own transaction).
 func TestTxRecordingErrorAbortsTransaction(t *testing.T) {
 	t.Parallel()
-	pubs := []events.Publisher{failingPublisher{"PaymentEventPublisher"}, failingPublisher{"NotificationEventPublisher"}}
-	b := setup(t, &events.Config{Publishers: pubs})
-	_, steps := b.newTask(t)
-	b.complete(t, steps[stepValidate], validResult)
-	b.start(t, steps[stepPayment])
+	b, payment := paymentWithFailingPublishers(t)
 
 	tx, err := b.pool.Begin(b.ctx)
 	require.NoError(t, err)
-	_, err = b.client.CompleteStepTx(b.ctx, tx, steps[stepPayment], json.RawMessage(`{}`))
+	_, err = b.client.CompleteStepTx(b.ctx, tx, payment, json.RawMessage(`{}`))
 	require.ErrorIs(t, err, events.ErrPublisher)
 	require.ErrorIs(t, tx.Commit(b.ctx), pgx.ErrTxCommitRollback, "the transaction cannot commit")
 
-	st, err := events.GetStep(b.ctx, b.pool, steps[stepPayment])
+	st, err := events.GetStep(b.ctx, b.pool, payment)
 	require.NoError(t, err)
 	require.Equal(t, "in_progress", st.State, "nothing committed")
 	require.Empty(t, b.queueRows(t))
 
 	// InTx whose fn swallows the error commits nothing either.
 	err = b.client.InTx(b.ctx, func(ctx context.Context, tx pgx.Tx) error {
-		_, err := b.client.CompleteStepTx(ctx, tx, steps[stepPayment], json.RawMessage(`{}`))
+		_, err := b.client.CompleteStepTx(ctx, tx, payment, json.RawMessage(`{}`))
 		require.ErrorIs(t, err, events.ErrPublisher)
 		return nil
 	})
 	require.ErrorIs(t, err, pgx.ErrTxCommitRollback)
-	st, err = events.GetStep(b.ctx, b.pool, steps[stepPayment])
+	st, err = events.GetStep(b.ctx, b.pool, payment)
 	require.NoError(t, err)
 	require.Equal(t, "in_progress", st.State, "nothing committed")
 }
@@ -52,22 +49,11 @@ func TestTxRecordingErrorAbortsTransaction(t *testing.T) {
 // goes on: its own work commits, the step stays as it was.
 func TestTxRecordingErrorRollsBackToSavepoint(t *testing.T) {
 	t.Parallel()
-	pubs := []events.Publisher{failingPublisher{"PaymentEventPublisher"}, failingPublisher{"NotificationEventPublisher"}}
-	b := setup(t, &events.Config{Publishers: pubs})
-	_, steps := b.newTask(t)
-	b.complete(t, steps[stepValidate], validResult)
-	b.start(t, steps[stepPayment])
-	_, err := b.pool.Exec(b.ctx, `CREATE TABLE public.audit (note text)`)
-	require.NoError(t, err)
-
-	tx, err := b.pool.Begin(b.ctx)
-	require.NoError(t, err)
-	defer func() { _ = tx.Rollback(b.ctx) }()
-	_, err = tx.Exec(b.ctx, `INSERT INTO public.audit VALUES ('before')`)
-	require.NoError(t, err)
+	b, payment := paymentWithFailingPublishers(t)
+	tx := b.auditTx(t, "before")
 	sp, err := tx.Begin(b.ctx)
 	require.NoError(t, err)
-	_, err = b.client.CompleteStepTx(b.ctx, sp, steps[stepPayment], json.RawMessage(`{}`))
+	_, err = b.client.CompleteStepTx(b.ctx, sp, payment, json.RawMessage(`{}`))
 	require.ErrorIs(t, err, events.ErrPublisher)
 	require.NoError(t, sp.Rollback(b.ctx))
 	_, err = tx.Exec(b.ctx, `INSERT INTO public.audit VALUES ('after')`)
@@ -77,7 +63,7 @@ func TestTxRecordingErrorRollsBackToSavepoint(t *testing.T) {
 	var notes int
 	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM public.audit`).Scan(&notes))
 	require.Equal(t, 2, notes)
-	st, err := events.GetStep(b.ctx, b.pool, steps[stepPayment])
+	st, err := events.GetStep(b.ctx, b.pool, payment)
 	require.NoError(t, err)
 	require.Equal(t, "in_progress", st.State)
 	require.Empty(t, b.queueRows(t))
@@ -91,17 +77,10 @@ func TestTxErrorBeforeRecordingLeavesTransactionUsable(t *testing.T) {
 	b := setup(t, nil)
 	_, steps := b.newTask(t)
 	b.start(t, steps[stepValidate])
-	_, err := b.pool.Exec(b.ctx, `CREATE TABLE public.audit (note text)`)
-	require.NoError(t, err)
-
-	tx, err := b.pool.Begin(b.ctx)
-	require.NoError(t, err)
-	defer func() { _ = tx.Rollback(b.ctx) }()
-	_, err = tx.Exec(b.ctx, `INSERT INTO public.audit VALUES ('mine')`)
-	require.NoError(t, err)
+	tx := b.auditTx(t, "mine")
 	cancelled, cancel := context.WithCancel(b.ctx)
 	cancel()
-	_, err = b.client.CompleteStepTx(cancelled, tx, steps[stepValidate], json.RawMessage(validResult))
+	_, err := b.client.CompleteStepTx(cancelled, tx, steps[stepValidate], json.RawMessage(validResult))
 	require.ErrorIs(t, err, context.Canceled)
 	_, err = b.client.CompleteStepTx(b.ctx, tx, steps[stepValidate], json.RawMessage(`{not json`))
 	require.ErrorIs(t, err, events.ErrInvalidInput)
@@ -192,4 +171,31 @@ func TestOwnTransactionsAreReadCommitted(t *testing.T) {
 	st, err := events.GetStep(b.ctx, b.pool, steps[stepValidate])
 	require.NoError(t, err)
 	require.Equal(t, "complete", st.State)
+}
+
+// paymentWithFailingPublishers gives a bundle whose custom publishers all
+// fail, with a task's payment step in progress (its parent complete).
+func paymentWithFailingPublishers(t *testing.T) (*bundle, uuid.UUID) {
+	t.Helper()
+	pubs := []events.Publisher{failingPublisher{"PaymentEventPublisher"}, failingPublisher{"NotificationEventPublisher"}}
+	b := setup(t, &events.Config{Publishers: pubs})
+	_, steps := b.newTask(t)
+	b.complete(t, steps[stepValidate], validResult)
+	b.start(t, steps[stepPayment])
+	return b, steps[stepPayment]
+}
+
+// auditTx creates the caller's own table public.audit and returns a
+// transaction that wrote note to it: the caller's work a recording must
+// not lose. It is rolled back at the end of the test if still open.
+func (b *bundle) auditTx(t *testing.T, note string) pgx.Tx {
+	t.Helper()
+	_, err := b.pool.Exec(b.ctx, `CREATE TABLE public.audit (note text)`)
+	require.NoError(t, err)
+	tx, err := b.pool.Begin(b.ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	_, err = tx.Exec(b.ctx, `INSERT INTO public.audit VALUES ($1)`, note)
+	require.NoError(t, err)
+	return tx
 }

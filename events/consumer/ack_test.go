@@ -84,16 +84,7 @@ func TestBatchAcknowledgesOnlyHandled(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.Equal(t, consumer.Result{Read: 4, Handled: 2, Duplicates: 1, Failed: 1}, res)
-	var left []int64
-	rows, err := pool.Query(ctx, `SELECT msg_id FROM `+queueTable+` ORDER BY msg_id`)
-	require.NoError(t, err)
-	for rows.Next() {
-		var id int64
-		require.NoError(t, rows.Scan(&id))
-		left = append(left, id)
-	}
-	require.NoError(t, rows.Err())
-	require.Equal(t, []int64{ids[2]}, left)
+	require.Equal(t, []int64{ids[2]}, msgIDs(t, pool, queueTable))
 }
 
 // The handler sees the message's pgmq headers, string and other values.

@@ -115,9 +115,12 @@ func testSkewedClock(t *testing.T, skew time.Duration) {
 }
 
 // archivedIDs lists the msg_ids in the queue's archive, in order.
-func archivedIDs(t *testing.T, pool *pgxpool.Pool) []int64 {
+func archivedIDs(t *testing.T, pool *pgxpool.Pool) []int64 { return msgIDs(t, pool, archive) }
+
+// msgIDs lists the msg_ids in a pgmq table (queue or archive), in order.
+func msgIDs(t *testing.T, pool *pgxpool.Pool, table string) []int64 {
 	t.Helper()
-	rows, err := pool.Query(context.Background(), `SELECT msg_id FROM `+archive+` ORDER BY msg_id`)
+	rows, err := pool.Query(context.Background(), `SELECT msg_id FROM `+table+` ORDER BY msg_id`)
 	require.NoError(t, err)
 	var ids []int64
 	for rows.Next() {

@@ -46,16 +46,7 @@ func TestHangingHandlerDoesNotExpireBatchMates(t *testing.T) {
 	require.Equal(t, map[int64]int{hang: 1, next: 1}, calls, "the second message was handled in the first batch")
 	require.Zero(t, c.Stats().Errors)
 	require.Equal(t, 0, count(t, pool, dlqTable))
-	var left []int64
-	rows, err := pool.Query(context.Background(), `SELECT msg_id FROM `+queueTable)
-	require.NoError(t, err)
-	for rows.Next() {
-		var id int64
-		require.NoError(t, rows.Scan(&id))
-		left = append(left, id)
-	}
-	require.NoError(t, rows.Err())
-	require.Equal(t, []int64{hang}, left, "only the hanging message is left")
+	require.Equal(t, []int64{hang}, msgIDs(t, pool, queueTable), "only the hanging message is left")
 
 	// The hanging message alone is dead-lettered, on its second read.
 	processUntil(t, c, h, 10*time.Second, func(r consumer.Result) bool { return r.DeadLettered > 0 })
