@@ -201,18 +201,22 @@ func (r *Runner) timeoutFor(s events.Step) time.Duration {
 	return r.cfg.StepTimeout
 }
 
-// checkIsolation refuses a pool whose connections default to an isolation
-// level other than READ COMMITTED: every claim would fail (stepevents'
-// step operations refuse them) and the runner would only log and retry.
+// checkIsolation refuses a pool whose connections default to REPEATABLE
+// READ or SERIALIZABLE: every claim would fail (stepevents' step
+// operations refuse them) and the runner would only log and retry. When
+// the level cannot be read (the database is down), it says nothing: Run
+// goes on and logs the claim errors until the database is back.
 func (r *Runner) checkIsolation(ctx context.Context) error {
 	var level string
 	if err := r.pool.QueryRow(ctx, `SELECT current_setting('transaction_isolation')`).Scan(&level); err != nil {
-		return fmt.Errorf("runner: error reading the connections' isolation level: %w", err)
+		r.logger.Warn("stepevents runner: could not read the connections' isolation level",
+			slog.String("err", err.Error()))
+		return nil
 	}
-	if level != "read committed" {
+	if level != "read committed" && level != "read uncommitted" {
 		return fmt.Errorf("runner: the pool's connections default to %s isolation; step operations need read committed "+
-			"(set default_transaction_isolation to 'read committed' for the runner's role or connections, e.g. in the "+
-			"pool's RuntimeParams): %w", strings.ToUpper(level), events.ErrInvalidInput)
+			"(ALTER ROLE … SET default_transaction_isolation = 'read committed', or set it in the pool's "+
+			"RuntimeParams where no connection pooler sits between): %w", strings.ToUpper(level), events.ErrInvalidInput)
 	}
 	return nil
 }
