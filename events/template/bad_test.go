@@ -20,8 +20,11 @@ const badDir = "../../test/templates/bad/"
 // Load must report, in order. Each fixture holds one fault, except
 // many_faults.yaml, which checks that every fault is reported in one pass.
 var badFixtures = map[string][]string{
+	"octal_integer.yaml": {
+		`../../test/templates/bad/octal_integer.yaml:7:27: steps[0].retry.max_attempts: integer 010 is not written in decimal (YAML reads a leading 0 as another base); write it without the leading 0`,
+	},
 	"leading_zero_integer.yaml": {
-		`../../test/templates/bad/leading_zero_integer.yaml:7:27: steps[0].retry.max_attempts: integer 09 has a leading zero; write it without one`,
+		`../../test/templates/bad/leading_zero_integer.yaml:7:27: steps[0].retry.max_attempts: integer 09 is not written in decimal (YAML reads a leading 0 as another base); write it without the leading 0`,
 	},
 	"version_part_too_large.yaml": {
 		`../../test/templates/bad/version_part_too_large.yaml:3:10: version: version "1.0.99999999999" has a part larger than 2147483647`,

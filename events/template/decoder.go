@@ -130,22 +130,24 @@ func (d *decoder) str(n *yaml.Node, path string) (string, bool) {
 	return r.Value, true
 }
 
-// integerDigits matches a plain decimal integer literal; leadingZero one
-// that YAML does not read as decimal.
+// integerDigits matches a plain decimal integer literal; notDecimal one
+// that YAML reads in another base (010 is octal 8, 0x10 is 16) or, for 09,
+// as a float.
 var (
 	integerDigits = regexp.MustCompile(`^[-+]?[1-9][0-9]*$`)
-	leadingZero   = regexp.MustCompile(`^[-+]?0[0-9]+$`)
+	notDecimal    = regexp.MustCompile(`^[-+]?0([0-9]|[xXoObB])`)
 )
 
 // integer decodes an integer scalar that fits an int.
 func (d *decoder) integer(n *yaml.Node, path string) (int, bool) {
 	r := deref(n)
+	if r.Kind == yaml.ScalarNode && (r.ShortTag() == "!!int" || r.ShortTag() == "!!float") &&
+		notDecimal.MatchString(r.Value) {
+		d.errorf(n, path, "integer %s is not written in decimal (YAML reads a leading 0 as another base); write it without the leading 0", r.Value)
+		return 0, false
+	}
 	if r.Kind == yaml.ScalarNode && r.ShortTag() == "!!float" {
 		switch {
-		case leadingZero.MatchString(r.Value):
-			// yaml.v3 reads 010 as octal 8 and 09 as the float 9.
-			d.errorf(n, path, "integer %s has a leading zero; write it without one", r.Value)
-			return 0, false
 		case integerDigits.MatchString(r.Value):
 			// yaml.v3 resolves an integer too large for int64 as a float.
 			d.errorf(n, path, "integer %s is out of range", r.Value)

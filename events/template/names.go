@@ -98,8 +98,8 @@ func validVersion(v string) error {
 	if !versionRE.MatchString(v) {
 		return fmt.Errorf("version %q is not MAJOR.MINOR.PATCH (digits only, no leading zeros), e.g. \"1.0.0\"", v)
 	}
-	// The database orders versions as integer arrays: a larger part would
-	// make every task creation from this template name fail.
+	// Parts stay within PostgreSQL's integer: a database not yet migrated
+	// to 00021 orders versions by casting them to it.
 	for _, part := range strings.Split(v, ".") {
 		if n, err := strconv.ParseInt(part, 10, 64); err != nil || n > math.MaxInt32 {
 			return fmt.Errorf("version %q has a part larger than %d", v, math.MaxInt32)
