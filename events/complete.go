@@ -78,11 +78,13 @@ func (b *fastBatch) take() []fastItem { it := b.items; b.items = nil; return it 
 // ReleaseFast once the caller has committed tx.
 //
 // tx must be READ COMMITTED (step operations refuse other isolation levels
-// with ErrInvalidInput). An error after the step was recorded (a publisher
-// error, an invalid event, a failed send) leaves tx aborted: it can only
-// roll back, so a step never commits without its declared events. To go
-// on with tx after a failed recording, make a savepoint first (tx.Begin)
-// and roll back to it.
+// with ErrInvalidInput). An error from the database (the outcome refused,
+// as PostgreSQL aborts a transaction on any error) or after the step was
+// recorded (a publisher error, an invalid event, a failed send) leaves tx
+// aborted: it can only roll back, so a step never commits without its
+// declared events. Input refused in Go, or a ctx cancelled before the
+// statement was sent, leave tx as it was. To go on with tx after a failed
+// recording, make a savepoint first (tx.Begin) and roll back to it.
 //
 // Record one step per transaction: it locks the step row, then its task
 // row, so a transaction recording two steps of one task can deadlock with a

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
@@ -152,11 +153,29 @@ func (a *app) pool(ctx context.Context) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
-// readCommitted makes READ COMMITTED the default of cfg's connections,
-// whatever the server's or role's default: stepevents' step operations
-// refuse other isolation levels (see ARCHITECTURE.md).
+// readCommitted makes READ COMMITTED the default of cfg's connections
+// where the server's or role's default is stricter: stepevents' step
+// operations refuse other isolation levels (see ARCHITECTURE.md). It sets
+// it after connecting, only when needed, not as a startup parameter, which
+// connection poolers such as PgBouncer refuse.
 func readCommitted(cfg *pgxpool.Config) {
-	cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = "read committed"
+	after := cfg.AfterConnect
+	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		if after != nil {
+			if err := after(ctx, conn); err != nil {
+				return err
+			}
+		}
+		var level string
+		if err := conn.QueryRow(ctx, `SHOW default_transaction_isolation`).Scan(&level); err != nil {
+			return fmt.Errorf("reading default_transaction_isolation: %w", err)
+		}
+		if level == "read committed" || level == "read uncommitted" {
+			return nil
+		}
+		_, err := conn.Exec(ctx, `SET default_transaction_isolation = 'read committed'`)
+		return err
+	}
 }
 
 // redactDSN shows what a connection string points at, never its secrets:
