@@ -183,3 +183,20 @@ func (q *Queries) ListTemplates(ctx context.Context, db DBTX) ([]ListTemplatesRo
 	}
 	return items, nil
 }
+
+const lockTemplate = `-- name: LockTemplate :exec
+SELECT pg_advisory_xact_lock(hashtext('stepevents.template:' || $1::text || '/' || $2::text || '@' || $3::text))
+`
+
+type LockTemplateParams struct {
+	Namespace string
+	Name      string
+	Version   string
+}
+
+// The lock stepevents.apply_template takes (same key), for callers that
+// apply several templates in one transaction and take them all first.
+func (q *Queries) LockTemplate(ctx context.Context, db DBTX, arg LockTemplateParams) error {
+	_, err := db.Exec(ctx, lockTemplate, arg.Namespace, arg.Name, arg.Version)
+	return err
+}

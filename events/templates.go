@@ -1,9 +1,11 @@
 package events
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -113,6 +115,32 @@ func ApplyTemplateTx(ctx context.Context, tx pgx.Tx, t *template.Template) error
 		return mapError(err, fmt.Sprintf("error applying template %s/%s@%s", t.Namespace, t.Name, t.Version))
 	}
 	return nil
+}
+
+// LockTemplatesTx takes, in tx, the lock that applying each template takes,
+// all of them first and in (namespace, name, version) order. Applying
+// several templates in one transaction (sorted the same way) after it
+// cannot deadlock with another apply: otherwise one could hold a
+// namespace's queue lock (pgmq.create's) while it waits for a template
+// lock that the other holds while it waits for that queue lock.
+func LockTemplatesTx(ctx context.Context, tx pgx.Tx, tpls []*template.Template) error {
+	sorted := slices.Clone(tpls)
+	SortTemplates(sorted)
+	q := db.New()
+	for _, t := range sorted {
+		if err := q.LockTemplate(ctx, tx, db.LockTemplateParams{Namespace: t.Namespace, Name: t.Name, Version: t.Version}); err != nil {
+			return mapError(err, fmt.Sprintf("error locking template %s/%s@%s", t.Namespace, t.Name, t.Version))
+		}
+	}
+	return nil
+}
+
+// SortTemplates orders tpls by namespace, name and version: the order
+// LockTemplatesTx locks them in, and to apply them in.
+func SortTemplates(tpls []*template.Template) {
+	slices.SortStableFunc(tpls, func(x, y *template.Template) int {
+		return cmp.Or(cmp.Compare(x.Namespace, y.Namespace), cmp.Compare(x.Name, y.Name), cmp.Compare(x.Version, y.Version))
+	})
 }
 
 // ListTemplates lists applied templates.

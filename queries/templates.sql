@@ -29,3 +29,8 @@ ORDER BY step_name, position;
 -- name: ListDeclaredPublishers :many
 SELECT DISTINCT publisher::text AS publisher FROM stepevents.event_declarations
 WHERE publisher IS NOT NULL ORDER BY 1;
+
+-- name: LockTemplate :exec
+-- The lock stepevents.apply_template takes (same key), for callers that
+-- apply several templates in one transaction and take them all first.
+SELECT pg_advisory_xact_lock(hashtext('stepevents.template:' || @namespace::text || '/' || @name::text || '@' || @version::text));

@@ -261,38 +261,46 @@ func TestTemplateApplyAllOrNothing(t *testing.T) {
 	require.Contains(t, out, "applied domain_events/all_or_nothing@1.1.0 from "+third)
 }
 
-// TestTemplateApplyInAnyOrderDoesNotDeadlock: each template's lock is held
-// to the end of apply's one transaction, so two applies given the same
-// files in opposite orders must take the locks in one order.
+// TestTemplateApplyInAnyOrderDoesNotDeadlock: each template's lock, and its
+// namespace queue's lock (pgmq.create's), are held to the end of apply's one
+// transaction. Two applies must not wait on each other: not the same files
+// in opposite orders, and not {b, d} against {d}, where the first could hold
+// the queue lock (after applying b) while it waits for d's lock, held by
+// the second, which waits for the queue lock.
 func TestTemplateApplyInAnyOrderDoesNotDeadlock(t *testing.T) {
 	t.Parallel()
-	url := testdb.NewURL(t)
-	a := writeTemplate(t, "a.yaml", "name: domain_event_publishing", "name: order_a")
 	b := writeTemplate(t, "b.yaml", "name: domain_event_publishing", "name: order_b")
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	// Hold order_a's lock so that both applies queue up behind it.
-	const key = `hashtext('stepevents.template:domain_events/order_a@1.0.0')`
-	_, err = conn.Exec(ctx, `SELECT pg_advisory_lock(`+key+`)`)
-	require.NoError(t, err)
-
-	results := make(chan result, 2)
-	for _, files := range [][]string{{a, b}, {b, a}} {
-		go func() { results <- cliEnv(t, url, append([]string{"template", "apply"}, files...)...) }()
-	}
-	require.Eventually(t, func() bool {
-		var waiting int
-		require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).
-			Scan(&waiting))
-		return waiting == 2
-	}, 20*time.Second, 20*time.Millisecond, "both applies wait for order_a")
-	_, err = conn.Exec(ctx, `SELECT pg_advisory_unlock(`+key+`)`)
-	require.NoError(t, err)
-	for range 2 {
-		r := <-results
-		require.Equal(t, 0, r.code, r.stderr)
+	d := writeTemplate(t, "d.yaml", "name: domain_event_publishing", "name: order_d")
+	for _, applies := range [][][]string{{{b, d}, {d, b}}, {{d}, {b, d}}} {
+		url := testdb.NewURL(t)
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, url)
+		require.NoError(t, err)
+		defer conn.Close(ctx)
+		// Hold order_d's lock so that both applies queue up behind it, in
+		// the order they start.
+		const key = `hashtext('stepevents.template:domain_events/order_d@1.0.0')`
+		_, err = conn.Exec(ctx, `SELECT pg_advisory_lock(`+key+`)`)
+		require.NoError(t, err)
+		waiting := func(n int) func() bool {
+			return func() bool {
+				var w int
+				require.NoError(t, conn.QueryRow(ctx,
+					`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&w))
+				return w == n
+			}
+		}
+		results := make(chan result, len(applies))
+		for i, files := range applies {
+			go func() { results <- cliEnv(t, url, append([]string{"template", "apply"}, files...)...) }()
+			require.Eventually(t, waiting(i+1), 20*time.Second, 10*time.Millisecond, "apply %v waits", files)
+		}
+		_, err = conn.Exec(ctx, `SELECT pg_advisory_unlock(`+key+`)`)
+		require.NoError(t, err)
+		for range applies {
+			r := <-results
+			require.Equal(t, 0, r.code, "%v: %s", applies, r.stderr)
+		}
 	}
 }
 

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
@@ -48,15 +46,15 @@ func (a *app) templateCmd() *cobra.Command {
 			defer pool.Close()
 			// All or nothing: every file in one transaction, so a file the
 			// database refuses leaves none of the others stored. Each
-			// template takes a lock held to the end; applying them in one
-			// order (namespace, name, version) keeps two applies of the
-			// same files from deadlocking.
-			slices.SortStableFunc(tpls, func(x, y *template.Template) int {
-				return cmp.Or(cmp.Compare(x.Namespace, y.Namespace), cmp.Compare(x.Name, y.Name),
-					cmp.Compare(x.Version, y.Version))
-			})
+			// template's lock and its namespace queue's lock are held to the
+			// end: all template locks first, then the templates in one
+			// order, so that two applies cannot deadlock.
+			events.SortTemplates(tpls)
 			ctx := cmd.Context()
 			err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+				if err := events.LockTemplatesTx(ctx, tx, tpls); err != nil {
+					return err
+				}
 				for _, t := range tpls {
 					if err := events.ApplyTemplateTx(ctx, tx, t); err != nil {
 						what := "template " + templateRef(t) + " (" + t.Source + ")"
