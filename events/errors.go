@@ -49,6 +49,7 @@ const (
 	codeUndefinedTable    = "42P01"
 	codeUndefinedSchema   = "3F000"
 	codeUndefinedFunction = "42883"
+	codeUndefinedColumn   = "42703"
 	codeInvalidText       = "22P02"
 	codeUntranslatable    = "22P05"
 	codeBadEncoding       = "22021"
@@ -78,7 +79,7 @@ func mapError(err error, doing string) error {
 			sentinel = ErrSuperseded
 		case codeInvalid, codeUnknownCondition, codeInvalidText, codeUntranslatable, codeBadEncoding, codeCheckViolation:
 			sentinel = ErrInvalidInput
-		case codeUndefinedTable, codeUndefinedSchema, codeUndefinedFunction:
+		case codeUndefinedTable, codeUndefinedSchema, codeUndefinedFunction, codeUndefinedColumn:
 			sentinel = missingObject(pgErr)
 			if errors.Is(sentinel, ErrNotMigrated) && strings.Contains(pgErr.Message, "function pgmq.") {
 				return fmt.Errorf("%s: %s (stepevents needs pgmq 1.5 or later: update the extension, or run "+
@@ -104,6 +105,10 @@ func missingObject(pgErr *pgconn.PgError) error {
 	case strings.Contains(msg, `schema "stepevents"`), strings.Contains(msg, `schema "pgmq"`),
 		strings.Contains(msg, `relation "stepevents.`), strings.Contains(msg, `relation "pgmq.`),
 		strings.Contains(msg, "function stepevents."), strings.Contains(msg, "function pgmq."):
+		return ErrNotMigrated
+	case pgErr.Code == codeUndefinedColumn:
+		// PostgreSQL names no table here; in stepevents' own statements a
+		// missing column is one a newer migration adds.
 		return ErrNotMigrated
 	}
 	return nil

@@ -26,6 +26,7 @@ func TestMapMissingObjects(t *testing.T) {
 		{"42P01", `relation "stepevents_audit" does not exist`, nil},
 		{"42P01", `relation "orders" does not exist`, nil},
 		{"42883", `function my_stepevents_hook() does not exist`, nil},
+		{"42703", `column s.claim_id does not exist`, ErrNotMigrated},
 	} {
 		err := mapError(&pgconn.PgError{Code: tc.code, Message: tc.msg}, "doing")
 		for _, s := range []error{ErrQueueMissing, ErrNotMigrated} {

@@ -568,17 +568,19 @@ func TestHelpHidesDatabasePassword(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ env, shown string }{
 		{"postgres://alice:s3cretpw@db.example:5432/app?sslmode=disable",
-			`(default "postgres://alice@db.example:5432/app (password set)")`},
+			`(default "postgres://alice@db.example:5432/app (with a password)")`},
 		{"postgresql://alice@db.example/app?password=s3cretpw&sslmode=disable",
-			`(default "postgres://alice@db.example:5432/app (password set)")`},
+			`(default "postgres://alice@db.example:5432/app (with a password)")`},
 		{"host=db.example user=alice password='s3cretpw and more' dbname=app",
-			`(default "postgres://alice@db.example:5432/app (password set)")`},
+			`(default "postgres://alice@db.example:5432/app (with a password)")`},
 		{`host=db.example user=alice password=s3cretpw\ s3cretpw dbname=app`,
-			`(default "postgres://alice@db.example:5432/app (password set)")`},
+			`(default "postgres://alice@db.example:5432/app (with a password)")`},
 		// Forms that url.Parse refuses or that hide the password from a
 		// plain search: several hosts, a percent-encoded password.
 		{"postgres://alice:s3cretp%77@db1:5432,db2/app",
-			`(default "postgres://alice@db1:5432/app (password set)")`},
+			`(default "postgres://alice@db1:5432/app (and 1 more host(s)) (with a password)")`},
+		{"postgres://alice@%2Fvar%2Frun%2Fpostgresql/app", `(default "postgres://alice@/app?host=/var/run/postgresql&port=5432")`},
+		{"postgres://alice@[::1]:5433/app", `(default "postgres://alice@[::1]:5433/app")`},
 		{"postgres://alice@db.example/app", `(default "postgres://alice@db.example:5432/app")`},
 	} {
 		for _, args := range [][]string{{"--help"}, {"step", "start", "--help"}} {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -190,9 +192,25 @@ func redactDSN(dsn string) string {
 	if err != nil {
 		return "(set, but not a valid connection string)"
 	}
-	shown := fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database)
+	var shown string
+	if strings.HasPrefix(cfg.Host, "/") { // a Unix socket directory
+		shown = fmt.Sprintf("postgres://%s@/%s?host=%s&port=%d", cfg.User, cfg.Database, cfg.Host, cfg.Port)
+	} else {
+		shown = fmt.Sprintf("postgres://%s@%s/%s", cfg.User,
+			net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), cfg.Database)
+	}
+	// Fallbacks repeat a host for each TLS mode to try; count other hosts.
+	others := map[string]bool{}
+	for _, f := range cfg.Fallbacks {
+		if f.Host != cfg.Host || f.Port != cfg.Port {
+			others[net.JoinHostPort(f.Host, strconv.Itoa(int(f.Port)))] = true
+		}
+	}
+	if n := len(others); n > 0 {
+		shown += fmt.Sprintf(" (and %d more host(s))", n)
+	}
 	if cfg.Password != "" || strings.Contains(dsn, "sslpassword") {
-		shown += " (password set)"
+		shown += " (with a password)"
 	}
 	return shown
 }
