@@ -135,9 +135,10 @@ type message struct {
 // batch of quick handlers extends nothing. A message whose lease ran out
 // all the same (a handler ignored its ctx past its deadline, an extension
 // failed, which is logged and counted in Stats.Errors, or a due
-// acknowledgement took that long) is left unhandled and counted Expired. It returns what it did; an error means a
-// database statement failed (the messages it concerned reappear after the
-// visibility timeout). An empty queue is Result{} and no error.
+// acknowledgement took that long) is left unhandled and counted Expired.
+// It returns what it did; an error means a database statement failed (the
+// messages it concerned reappear after the visibility timeout). An empty
+// queue is Result{} and no error.
 func (c *Consumer) ProcessOnce(ctx context.Context, handler HandlerFunc) (Result, error) {
 	return c.ProcessUpTo(ctx, c.cfg.BatchSize, handler)
 }
@@ -160,6 +161,18 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 	var acks ackBatch
 	due := &dueFlusher{c: c, ctx: ctx, b: &acks, res: &res}
 	var keep *leaseKeeper // made when first needed: a batch of one has no waiting message
+	// armed and kept say a timer runs beside the current handler. Should a
+	// handler leave by runtime.Goexit (a test's require) the timers are
+	// stopped all the same, never to act on the batch after we returned.
+	var armed, kept bool
+	defer func() {
+		if kept {
+			keep.stop()
+		}
+		if armed {
+			_ = due.stop()
+		}
+	}()
 	for i := range msgs {
 		if ctx.Err() != nil || dbErr != nil {
 			// Stopping, or the database failed: give the rest back unhandled.
@@ -205,8 +218,7 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 		// their lease, nor let the waiting messages' leases run out: a
 		// timer beside it flushes the first once due and extends the
 		// second once (see leaseKeeper).
-		armed := due.arm()
-		kept := false
+		armed, kept = due.arm(), false
 		if i+1 < len(msgs) {
 			if keep == nil {
 				keep = &leaseKeeper{c: c, ctx: ctx, msgs: msgs}
@@ -215,9 +227,11 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 		}
 		out, ack, err := c.process(ctx, handler, &msgs[i])
 		if kept {
+			kept = false
 			keep.stop()
 		}
 		if armed {
+			armed = false
 			if ferr := due.stop(); ferr != nil && err == nil {
 				err = ferr
 			}

@@ -62,9 +62,13 @@ func (c *Consumer) extendLeases(ctx context.Context, msgs []message) error {
 	// Past the end of the leases, an extension could renew another
 	// consumer's: give up then. (A duration: c.now need not be the clock
 	// context reads.)
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, end.Sub(now))
 	defer cancel()
 	readCounts, err := c.setVT(ctx, ids)
+	if err != nil && parent.Err() != nil {
+		return nil // stopping meanwhile: the messages are released instead
+	}
 	if err != nil {
 		err = fmt.Errorf("stepevents consumer: error extending the leases of messages %v of %q: %w", ids, c.queue, err)
 		c.cfg.Logger.Warn("stepevents consumer: leases not extended; the messages may expire unhandled",
@@ -82,8 +86,9 @@ func (c *Consumer) extendLeases(ctx context.Context, msgs []message) error {
 			continue
 		}
 		m.leaseEnd = time.Time{}
+		// Not decoded yet: no event name or id to log.
 		c.cfg.Logger.Warn("stepevents consumer: lease lost: the message is gone or another consumer read it",
-			c.attrs(m)...)
+			slog.String("queue", c.queue), slog.Int64("msg_id", m.MsgID), slog.Int("read_ct", m.ReadCount))
 	}
 	return nil
 }

@@ -267,3 +267,39 @@ func TestGoneWaitingMessageLosesLease(t *testing.T) {
 	require.Contains(t, logs.String(), "lease lost")
 	require.Equal(t, 1, count(t, pool, queueTable), "only the hanging message is left")
 }
+
+// Stopping while an extension is in flight is no database error: the
+// extension gives up and the waiting message is released, as on any stop.
+// Here the waiting message's row is locked, so the extension (due 1 s after
+// the read) waits until the consumer is stopped.
+func TestStopDuringExtensionIsNoError(t *testing.T) {
+	t.Parallel()
+	pool := setup(t)
+	first := send(t, pool, newEvent("order.shipped"), nil)
+	second := send(t, pool, newEvent("order.shipped"), nil)
+	c := newConsumer(t, pool, consumer.Config{BatchSize: 2, VisibilityTimeout: 2 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tx, err := pool.Begin(context.Background())
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	res, err := c.ProcessOnce(ctx, func(_ context.Context, _ events.Event, d consumer.Delivery) error {
+		if d.MsgID != first {
+			return errors.New("the second message must not be handled")
+		}
+		_, err := tx.Exec(context.Background(), `SELECT 1 FROM `+queueTable+` WHERE msg_id = $1 FOR UPDATE`, second)
+		if err != nil {
+			return err
+		}
+		time.Sleep(1300 * time.Millisecond) // the extension is waiting for the row now
+		cancel()
+		go func() {
+			time.Sleep(200 * time.Millisecond)
+			_ = tx.Rollback(context.Background())
+		}()
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, consumer.Result{Read: 2, Handled: 1, Released: 1}, res)
+	require.Zero(t, c.Stats().Errors, "stopping is not an error")
+}
