@@ -282,7 +282,7 @@ func TestStopDuringExtensionIsNoError(t *testing.T) {
 	defer cancel()
 	tx, err := pool.Begin(context.Background())
 	require.NoError(t, err)
-	defer func() { _ = tx.Rollback(context.Background()) }()
+	rolledBack := make(chan struct{})
 	res, err := c.ProcessOnce(ctx, func(_ context.Context, _ events.Event, d consumer.Delivery) error {
 		if d.MsgID != first {
 			return errors.New("the second message must not be handled")
@@ -294,11 +294,18 @@ func TestStopDuringExtensionIsNoError(t *testing.T) {
 		time.Sleep(1300 * time.Millisecond) // the extension is waiting for the row now
 		cancel()
 		go func() {
+			defer close(rolledBack)
 			time.Sleep(200 * time.Millisecond)
 			_ = tx.Rollback(context.Background())
 		}()
 		return nil
 	})
+	select {
+	case <-rolledBack:
+	case <-time.After(10 * time.Second):
+		_ = tx.Rollback(context.Background())
+		t.Fatal("the first handler never ran")
+	}
 	require.NoError(t, err)
 	require.Equal(t, consumer.Result{Read: 2, Handled: 1, Released: 1}, res)
 	require.Zero(t, c.Stats().Errors, "stopping is not an error")
