@@ -3,10 +3,11 @@ package events
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/stepevents/stepevents/internal/pgmissing"
 )
 
 // Sentinel errors. Errors returned by this package wrap one of these when the
@@ -46,10 +47,6 @@ const (
 	codeUnknownCondition  = "SE004"
 	codeInvalid           = "SE005"
 	codeSuperseded        = "SE006"
-	codeUndefinedTable    = "42P01"
-	codeUndefinedSchema   = "3F000"
-	codeUndefinedFunction = "42883"
-	codeUndefinedColumn   = "42703"
 	codeInvalidText       = "22P02"
 	codeUntranslatable    = "22P05"
 	codeBadEncoding       = "22021"
@@ -79,11 +76,15 @@ func mapError(err error, doing string) error {
 			sentinel = ErrSuperseded
 		case codeInvalid, codeUnknownCondition, codeInvalidText, codeUntranslatable, codeBadEncoding, codeCheckViolation:
 			sentinel = ErrInvalidInput
-		case codeUndefinedTable, codeUndefinedSchema, codeUndefinedFunction, codeUndefinedColumn:
-			sentinel = missingObject(pgErr)
-			if errors.Is(sentinel, ErrNotMigrated) && strings.Contains(pgErr.Message, "function pgmq.") {
-				return fmt.Errorf("%s: %s (stepevents needs pgmq 1.5 or later: update the extension, or run "+
-					"stepevents migrate up where pgmq is not installed): %w", doing, pgErr.Message, ErrNotMigrated)
+		default:
+			switch pgmissing.Of(pgErr) {
+			case pgmissing.Queue:
+				sentinel = ErrQueueMissing
+			case pgmissing.PgmqSchema, pgmissing.Stepevents:
+				sentinel = ErrNotMigrated
+			case pgmissing.PgmqFunction:
+				return fmt.Errorf("%s: %s (%s: update the extension, or run stepevents migrate up where pgmq "+
+					"is not installed): %w", doing, pgErr.Message, pgmissing.PgmqHint, ErrNotMigrated)
 			}
 		}
 		if sentinel != nil {
@@ -91,25 +92,4 @@ func mapError(err error, doing string) error {
 		}
 	}
 	return fmt.Errorf("%s: %w", doing, err)
-}
-
-// missingObject tells a namespace queue not created yet (a pgmq queue
-// table) from a database that is not migrated (stepevents' or pgmq's own
-// schema, tables or functions absent). Errors about other objects, such as
-// a user's own table in their transaction, are the caller's own.
-func missingObject(pgErr *pgconn.PgError) error {
-	msg := pgErr.Message
-	switch {
-	case pgErr.Code == codeUndefinedTable && strings.Contains(msg, `"pgmq.q_`):
-		return ErrQueueMissing
-	case strings.Contains(msg, `schema "stepevents"`), strings.Contains(msg, `schema "pgmq"`),
-		strings.Contains(msg, `relation "stepevents.`), strings.Contains(msg, `relation "pgmq.`),
-		strings.Contains(msg, "function stepevents."), strings.Contains(msg, "function pgmq."):
-		return ErrNotMigrated
-	case pgErr.Code == codeUndefinedColumn:
-		// PostgreSQL names no table here; in stepevents' own statements a
-		// missing column is one a newer migration adds.
-		return ErrNotMigrated
-	}
-	return nil
 }

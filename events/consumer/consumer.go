@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,6 +16,7 @@ import (
 	"github.com/stepevents/stepevents/db"
 	"github.com/stepevents/stepevents/events"
 	"github.com/stepevents/stepevents/internal/jsonscan"
+	"github.com/stepevents/stepevents/internal/pgmissing"
 )
 
 // ackTimeout bounds acknowledging, releasing or dead-lettering a message
@@ -325,14 +325,14 @@ func decodeHeaders(hdr []byte) map[string]any {
 func (c *Consumer) readError(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		switch {
-		case pgErr.Code == "42P01" && strings.Contains(pgErr.Message, `"pgmq.q_`):
+		switch pgmissing.Of(pgErr) {
+		case pgmissing.Queue:
 			return fmt.Errorf("stepevents consumer: queue %q does not exist; apply a template of namespace %q first: %w",
 				c.queue, c.cfg.Namespace, events.ErrQueueMissing)
-		case strings.Contains(pgErr.Message, `schema "pgmq"`), strings.Contains(pgErr.Message, "function pgmq."):
+		case pgmissing.PgmqSchema, pgmissing.PgmqFunction:
 			// pgmq is not installed, or too old.
-			return fmt.Errorf("stepevents consumer: reading queue %q: %s (stepevents needs pgmq 1.5 or later): %w",
-				c.queue, pgErr.Message, events.ErrNotMigrated)
+			return fmt.Errorf("stepevents consumer: reading queue %q: %s (%s): %w",
+				c.queue, pgErr.Message, pgmissing.PgmqHint, events.ErrNotMigrated)
 		}
 	}
 	return fmt.Errorf("stepevents consumer: error reading queue %q: %w", c.queue, err)
