@@ -3,13 +3,13 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/stepevents/stepevents/events"
+	"github.com/stepevents/stepevents/events/template"
 )
 
 func (a *app) taskCmd() *cobra.Command {
@@ -127,10 +127,6 @@ type stepJSON struct {
 	NextRetryAt *time.Time `json:"next_retry_at"`
 }
 
-// templateVersion is the form template versions have (the loader's rule):
-// MAJOR.MINOR.PATCH, digits only, no leading zeros.
-var templateVersion = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
-
 // parseTemplateRef parses NAMESPACE/NAME[@VERSION], where VERSION is
 // MAJOR.MINOR.PATCH or latest. Latest (or no version) leaves Version empty:
 // the newest applied version, compared numerically (10.0.0 after 9.0.0).
@@ -144,7 +140,7 @@ func parseTemplateRef(s string) (events.CreateTaskParams, error) {
 	switch {
 	case version == "latest":
 		version = ""
-	case hasVersion && !templateVersion.MatchString(version):
+	case hasVersion && template.ValidVersion(version) != nil: // the loader's rule
 		return p, fmt.Errorf("invalid version %q in template %q: write MAJOR.MINOR.PATCH like 1.0.0 (digits only, "+
 			"no leading zeros), or latest", version, s)
 	}

@@ -92,9 +92,9 @@ func ValidPublisher(name string) error {
 	return nil
 }
 
-// validVersion checks the template version is semver MAJOR.MINOR.PATCH; the
+// ValidVersion checks a template version is semver MAJOR.MINOR.PATCH; the
 // original meant to check this but its check never fired.
-func validVersion(v string) error {
+func ValidVersion(v string) error {
 	if !versionRE.MatchString(v) {
 		return fmt.Errorf("version %q is not MAJOR.MINOR.PATCH (digits only, no leading zeros), e.g. \"1.0.0\"", v)
 	}

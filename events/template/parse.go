@@ -36,7 +36,7 @@ func (d *decoder) parseTemplate(root *yaml.Node, t *Template) ([]stepInfo, map[s
 		}
 	}
 	if v, n, ok := d.requiredString(m, root, "", "version", "semantic version MAJOR.MINOR.PATCH, e.g. \"1.0.0\"", MaxVersionLen); ok {
-		if err := validVersion(v); err != nil {
+		if err := ValidVersion(v); err != nil {
 			d.errorf(n, "version", "%v", err)
 		} else {
 			t.Version = v
