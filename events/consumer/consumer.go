@@ -123,6 +123,10 @@ type message struct {
 	leaseEnd time.Time
 }
 
+// held reports that the consumer still holds m's lease at now (false once
+// the lease ran out or was lost).
+func (m *message) held(now time.Time) bool { return now.Before(m.leaseEnd) }
+
 // ProcessOnce reads one batch (up to BatchSize visible messages) and handles
 // it message by message. The messages whose handler succeeded (or reported a
 // duplicate) are acknowledged together, in one statement, once the batch is
@@ -208,7 +212,7 @@ func (c *Consumer) ProcessUpTo(ctx context.Context, n int, handler HandlerFunc) 
 			}
 			now = c.now()
 		}
-		if !now.Before(msgs[i].leaseEnd) {
+		if !msgs[i].held(now) {
 			// Its lease ran out before its turn (or was lost): another
 			// consumer may hold it now. Leave it.
 			res.Expired++
@@ -427,7 +431,7 @@ func (c *Consumer) release(ctx context.Context, msgs []message) (released, expir
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackTimeout)
 	defer cancel()
 	for _, m := range msgs {
-		if !c.now().Before(m.leaseEnd) {
+		if !m.held(c.now()) {
 			expired++
 			continue
 		}

@@ -49,7 +49,7 @@ func (c *Consumer) extendLeases(ctx context.Context, msgs []message) error {
 	var ids []int64
 	var end time.Time // earliest lease end of the messages extended
 	for i := range msgs {
-		if m := &msgs[i]; now.Before(m.leaseEnd) {
+		if m := &msgs[i]; m.held(now) {
 			ids = append(ids, m.MsgID)
 			if end.IsZero() || m.leaseEnd.Before(end) {
 				end = m.leaseEnd
@@ -78,7 +78,7 @@ func (c *Consumer) extendLeases(ctx context.Context, msgs []message) error {
 	leaseEnd := now.Add(c.cfg.VisibilityTimeout)
 	for i := range msgs {
 		m := &msgs[i]
-		if !now.Before(m.leaseEnd) {
+		if !m.held(now) {
 			continue
 		}
 		if rc, ok := readCounts[m.MsgID]; ok && rc == m.ReadCount {

@@ -146,13 +146,10 @@ func (d *decoder) integer(n *yaml.Node, path string) (int, bool) {
 		d.errorf(n, path, "integer %s is not written in decimal (YAML reads a leading 0 as another base); write it without the leading 0", r.Value)
 		return 0, false
 	}
-	if r.Kind == yaml.ScalarNode && r.ShortTag() == "!!float" {
-		switch {
-		case integerDigits.MatchString(r.Value):
-			// yaml.v3 resolves an integer too large for int64 as a float.
-			d.errorf(n, path, "integer %s is out of range", r.Value)
-			return 0, false
-		}
+	if r.Kind == yaml.ScalarNode && r.ShortTag() == "!!float" && integerDigits.MatchString(r.Value) {
+		// yaml.v3 resolves an integer too large for int64 as a float.
+		d.errorf(n, path, "integer %s is out of range", r.Value)
+		return 0, false
 	}
 	if r.Kind != yaml.ScalarNode || r.ShortTag() != "!!int" {
 		d.typeError(n, path, "an integer")
